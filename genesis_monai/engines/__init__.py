@@ -18,3 +18,7 @@ __all__ = [
 from genesis_monai.engines.checkpoints import latest_checkpoint  # noqa: E402
 
 __all__ += ["latest_checkpoint"]
+
+from genesis_monai.engines.budget import EpochTimeBudget  # noqa: E402
+
+__all__ += ["EpochTimeBudget"]

@@ -30,7 +30,7 @@ class PrepareDegradedBatch(PrepareBatch):
     def __init__(self, degrade: Callable[..., Tuple[torch.Tensor, torch.Tensor]], image_key: str = CommonKeys.IMAGE,
                  seed: Optional[int] = None):
         self.degrade = degrade
-        self.image_key = image_key
+        self.image_key = str(image_key)
         self.seed = seed
         self._generator: Optional[torch.Generator] = None
 

@@ -49,7 +49,7 @@ class Provenance:
         import torch
 
         out = dict(self.record)
-        out["torch"] = torch.__version__
+        out["torch"] = str(torch.__version__)
         return out
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -64,6 +64,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
+        return str(value)  # plain str: subclasses (e.g. TorchVersion) break weights_only loading
+    if isinstance(value, (bool, int, float)) or value is None:
         return value
     return repr(value)

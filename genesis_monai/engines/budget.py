@@ -1,0 +1,54 @@
+"""Stop training at an epoch boundary before a wall-clock budget runs out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+__all__ = ["EpochTimeBudget"]
+
+logger = logging.getLogger(__name__)
+
+
+class EpochTimeBudget:
+    """Terminate an Ignite trainer after the epoch that would let the next one overrun ``seconds``.
+
+    Unlike ``ignite.handlers.TimeLimit`` (which stops mid-epoch), this only stops at
+    ``EPOCH_COMPLETED``, after validation and checkpoint handlers attached earlier have run, so a
+    budgeted run always ends with a validated, saved model. At least one epoch always runs.
+
+    Args:
+        seconds: wall-clock budget for ``trainer.run()``; None or <= 0 disables the handler.
+    """
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds = float(seconds) if seconds else 0.0
+        self._start = 0.0
+        self._epoch_start = 0.0
+        self.stopped_early = False
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        if self.seconds <= 0:
+            return
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)
+
+    def _started(self, engine) -> None:
+        self._start = time.perf_counter()
+
+    def _epoch_started(self, engine) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def _check(self, engine) -> None:
+        now = time.perf_counter()
+        last_epoch = now - self._epoch_start
+        if (now - self._start) + last_epoch > self.seconds:
+            self.stopped_early = engine.state.epoch < (engine.state.max_epochs or 0)
+            if self.stopped_early:
+                logger.info("time budget %.0f s: stopping after epoch %d (%.0f s used, last epoch %.1f s)",
+                            self.seconds, engine.state.epoch, now - self._start, last_epoch)
+                engine.terminate()
