@@ -17,13 +17,14 @@ VOLUME_PATTERNS = ("*.nii.gz", "*.nii", "*.mhd", "*.nrrd")
 
 def ensure_dataset_dir(dataset_dir: str) -> str:
     """Absolute ``dataset_dir``; generates the demo data set when it is the (empty) demo location."""
-    from genesis_monai.data.demo import demo_data_dir, write_demo_dataset
-
     dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
-    if dataset_dir == os.path.abspath(demo_data_dir()) and not (os.path.isdir(dataset_dir) and os.listdir(dataset_dir)):
-        logger.warning("dataset_dir %s is the demo location and empty: generating the procedural demo data set.",
-                       dataset_dir)
-        write_demo_dataset(dataset_dir)
+    if not (os.path.isdir(dataset_dir) and os.listdir(dataset_dir)):
+        from genesis_monai.data.demo import demo_data_dir, write_demo_dataset
+
+        if dataset_dir == os.path.abspath(demo_data_dir()):
+            logger.warning("dataset_dir %s is the demo location and empty: generating the procedural demo data set.",
+                           dataset_dir)
+            write_demo_dataset(dataset_dir)
     if not os.path.isdir(dataset_dir):
         raise FileNotFoundError(f"dataset_dir {dataset_dir!r} does not exist")
     return dataset_dir

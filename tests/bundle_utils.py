@@ -1,0 +1,56 @@
+"""Helpers for tests that run bundle configs on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Sequence
+
+import nibabel as nib
+import numpy as np
+
+BUNDLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles")
+
+
+def write_tiny_segmentation_set(root: str, n: int = 4, shape: Sequence[int] = (24, 24, 16), seed: int = 0) -> str:
+    """n CT-like volumes (HU) with one bright cube each as the label, a Decathlon dataset.json; returns root."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "imagesTr"), exist_ok=True)
+    os.makedirs(os.path.join(root, "labelsTr"), exist_ok=True)
+    entries = []
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    for i in range(n):
+        img = rng.normal(-800, 30, size=shape).astype(np.int16)
+        lab = np.zeros(shape, np.uint8)
+        c = [int(rng.integers(4, s - 8)) for s in shape]
+        lab[c[0]:c[0] + 5, c[1]:c[1] + 5, c[2]:c[2] + 4] = 1
+        img[lab > 0] = 60
+        nib.save(nib.Nifti1Image(img, affine), os.path.join(root, "imagesTr", f"case_{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(lab, affine), os.path.join(root, "labelsTr", f"case_{i}.nii.gz"))
+        entries.append({"image": f"imagesTr/case_{i}.nii.gz", "label": f"labelsTr/case_{i}.nii.gz"})
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+        json.dump({"training": entries[:-2], "validation": entries[-2:-1], "test": entries[-1:]}, f)
+    return root
+
+
+def workflow(bundle: str, configs: Sequence[str], workflow_type: str, **overrides: Any):
+    from monai.bundle import ConfigWorkflow
+
+    files = [os.path.join(BUNDLES_DIR, bundle, "configs", c) for c in configs]
+    return ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=os.path.join(BUNDLES_DIR, bundle, "configs", "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **overrides,
+    )
+
+
+def run_workflow(wf) -> None:
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+
+
+def cpu_overrides(**extra: Any) -> Dict[str, Any]:
+    return {"device": "$torch.device('cpu')", "num_workers": 0, **extra}
