@@ -5,3 +5,12 @@ Subpackages: ``networks`` (UNet3D, classifier), ``transforms`` (degradations), `
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # lazy, so that ``import genesis_monai`` stays light (no monai.bundle import until needed)
+    if name == "load_bundle":
+        from genesis_monai.bundle_loading import load_bundle
+
+        return load_bundle
+    raise AttributeError(f"module 'genesis_monai' has no attribute {name!r}")

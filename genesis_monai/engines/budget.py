@@ -8,6 +8,19 @@ from typing import Optional
 
 __all__ = ["EpochTimeBudget"]
 
+
+def _agreed_by_rank0(flag: bool) -> bool:
+    """Under DDP every rank must stop at the same epoch, or the others hang in a collective: use rank 0's decision."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +59,7 @@ class EpochTimeBudget:
     def _check(self, engine) -> None:
         now = time.perf_counter()
         last_epoch = now - self._epoch_start
-        if (now - self._start) + last_epoch > self.seconds:
+        if _agreed_by_rank0((now - self._start) + last_epoch > self.seconds):
             self.stopped_early = engine.state.epoch < (engine.state.max_epochs or 0)
             if self.stopped_early:
                 logger.info("time budget %.0f s: stopping after epoch %d (%.0f s used, last epoch %.1f s)",

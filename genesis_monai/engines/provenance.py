@@ -37,17 +37,17 @@ class Provenance:
         }
 
     def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        def _update(e):
-            self.record["epochs_completed"] = int(e.state.epoch)
-            self.record["iterations_completed"] = int(e.state.iteration)
-
-        engine.add_event_handler(Events.EPOCH_COMPLETED, _update)
+        """Read epoch/iteration counts from ``engine`` (the trainer) whenever the record is saved."""
+        self._engine = engine
 
     def state_dict(self) -> Dict[str, Any]:
         import torch
 
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            # read live: best-model savers run inside validation, before epoch-completed handlers
+            self.record["epochs_completed"] = int(engine.state.epoch)
+            self.record["iterations_completed"] = int(engine.state.iteration)
         out = dict(self.record)
         out["torch"] = str(torch.__version__)
         return out
