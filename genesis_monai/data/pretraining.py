@@ -13,19 +13,35 @@ When ``dataset_dir`` is the demo location and empty, the demo data set is genera
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["resolve_pretraining_data", "DEMO_EXTRACTION"]
+__all__ = ["resolve_pretraining_data", "is_demo_dataset", "DEMO_EXTRACTION"]
 
-#: cube extraction settings that fit the small demo volumes (the reference border of 100 voxels
-#: in-plane would leave no room in a 128x128x64 volume)
-DEMO_EXTRACTION: Dict[str, Any] = {"border": (8, 8, 4), "scale": 8}
+#: cube extraction settings that fit the small demo volumes: the reference border of 100 voxels
+#: in-plane leaves no room in a 128x128x64 volume, and the reference lung rule (at most 15% dense
+#: tissue) rejects most crops of the demo's smaller, vessel-rich lungs
+DEMO_EXTRACTION: Dict[str, Any] = {"border": (8, 8, 4), "scale": 16, "lung_max": 0.5}
 
 CUBE_DATALIST = "cubes_datalist.json"
+
+
+def is_demo_dataset(dataset_dir: str) -> bool:
+    """True for the demo location and for any folder holding a demo ``dataset.json`` (key ``genesis_demo``)."""
+    from genesis_monai.data.demo import demo_data_dir
+
+    dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
+    if dataset_dir == os.path.abspath(demo_data_dir()):
+        return True
+    try:
+        with open(os.path.join(dataset_dir, "dataset.json")) as f:
+            return "genesis_demo" in json.load(f)
+    except (OSError, ValueError):
+        return False
 
 
 def _has_volumes(folder: str) -> bool:
@@ -66,6 +82,7 @@ def resolve_pretraining_data(
                        "(python -m genesis_monai demo-data). Point --dataset_dir at your own data to pretrain on it.",
                        dataset_dir)
         write_demo_dataset(dataset_dir)
+    is_demo = is_demo or is_demo_dataset(dataset_dir)
     if not os.path.isdir(dataset_dir):
         raise FileNotFoundError(f"dataset_dir {dataset_dir!r} does not exist: expected a folder of cube .npy files "
                                 f"(python -m genesis_monai extract-cubes) or of CT/MRI volumes")

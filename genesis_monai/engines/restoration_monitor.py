@@ -46,7 +46,7 @@ class CollapseDetector:
         max_mse_ratio: ratio at or above this counts as "no better than a constant".
     """
 
-    def __init__(self, warmup_epochs: int = 1, min_output_std: float = 1e-3, max_mse_ratio: float = 0.98):
+    def __init__(self, warmup_epochs: int = 5, min_output_std: float = 1e-3, max_mse_ratio: float = 0.98):
         self.warmup_epochs = warmup_epochs
         self.min_output_std = min_output_std
         self.max_mse_ratio = max_mse_ratio
