@@ -113,8 +113,9 @@ def run_demo(
 
     Args:
         output_dir: where data (unless ``data_dir``), checkpoints, masks and pictures go.
-        budget_minutes: wall-clock budget for the whole demo; split 30% pretraining, 30% each
-            fine-tune, the rest for inference and pictures. Training stops at epoch boundaries.
+        budget_minutes: wall-clock budget for the whole demo; split 20% pretraining, 25% each
+            fine-tune, the rest for data, inference and pictures. Each training stage ends with a
+            validated epoch (the last one is cut short when the budget runs out mid-epoch).
         data_dir: demo data folder (default ``output_dir/data``; generated when empty).
         n_volumes: demo volumes to generate.
         n_labeled: labeled training volumes for fine-tuning (None = all training volumes).
@@ -153,7 +154,7 @@ def run_demo(
     wf = _workflow(bundle, ["training.json"], "train", {
         **common, "dataset_dir": data_dir, "ckpt_dir": os.path.join(pre_dir, "models"), "output_dir": pre_dir,
         "cube_shape": list(cube_shape), "batch_size": 4, "max_epochs": 1000, "demo_max_epochs": 1000,
-        "sample_interval": 1, "time_budget_minutes": 0.3 * budget_s / 60.0,
+        "sample_interval": 1, "time_budget_minutes": 0.2 * budget_s / 60.0,
     })
     t0 = time.perf_counter()
     wf.initialize()
@@ -177,9 +178,9 @@ def run_demo(
         run_dir = os.path.join(output_dir, f"finetune_{name}")
         wf = _workflow(bundle, ["train.json"], "train", {
             **common, "dataset_dir": data_dir, "ckpt_dir": os.path.join(run_dir, "models"), "output_dir": run_dir,
-            "patch_size": list(patch_size), "n_labeled": n_labeled, "epochs": 1000, "val_interval": 2,
-            "sw_overlap": 0.0, "pretrained_path": pretrained, "from_scratch": scratch,
-            "time_budget_minutes": 0.3 * budget_s / 60.0,
+            "patch_size": list(patch_size), "n_labeled": n_labeled, "epochs": 1000, "val_interval": 1,
+            "num_samples": 8, "batch_size": 4, "sw_overlap": 0.0, "pretrained_path": pretrained, "from_scratch": scratch,
+            "time_budget_minutes": 0.25 * budget_s / 60.0,
         })
         t0 = time.perf_counter()
         wf.initialize()
@@ -189,7 +190,7 @@ def run_demo(
         t_ft = time.perf_counter() - t0
         best_val = max((d for _, d in curves.get(f"{name} val Dice", [])), default=float("nan"))
         mean_dice, per_case, t_inf, cases = _segment_and_score(
-            bundle, {**common, "patch_size": list(patch_size), "sw_overlap": 0.25}, os.path.join(run_dir, "models"),
+            bundle, {**common, "patch_size": list(patch_size), "sw_overlap": 0.0}, os.path.join(run_dir, "models"),
             os.path.join(run_dir, "masks"), data_dir)
         results[name] = {"best_val_dice": best_val, "test_dice": mean_dice, "test_dice_per_case": per_case,
                          "finetune_seconds": t_ft, "inference_seconds": t_inf,

@@ -82,6 +82,14 @@ def test_epoch_time_budget_stops_at_epoch_boundary():
     engine.run(range(2), max_epochs=100)
     assert budget.stopped_early and 1 <= engine.state.epoch < 100
     assert all(i % 2 == 0 for i in ends)  # every epoch ran to completion
+    # a budget that runs out inside a long epoch cuts that epoch short, but epoch-end handlers still run
+    long = Engine(lambda e, b: time.sleep(0.02))
+    cut = EpochTimeBudget(seconds=0.1)
+    cut.attach(long)
+    completed = []
+    long.add_event_handler(Events.EPOCH_COMPLETED, lambda e: completed.append(e.state.iteration))
+    long.run(range(1000), max_epochs=5)
+    assert cut.stopped_early and long.state.epoch == 1 and completed and completed[0] < 100
     disabled = Engine(lambda e, b: None)
     EpochTimeBudget(None).attach(disabled)
     disabled.run(range(2), max_epochs=3)

@@ -25,11 +25,17 @@ logger = logging.getLogger(__name__)
 
 
 class EpochTimeBudget:
-    """Terminate an Ignite trainer after the epoch that would let the next one overrun ``seconds``.
+    """Stop an Ignite trainer when a wall-clock budget runs out, always at an epoch end.
 
-    Unlike ``ignite.handlers.TimeLimit`` (which stops mid-epoch), this only stops at
-    ``EPOCH_COMPLETED``, after validation and checkpoint handlers attached earlier have run, so a
-    budgeted run always ends with a validated, saved model. At least one epoch always runs.
+    Unlike ``ignite.handlers.TimeLimit`` (which stops mid-epoch and skips epoch-end handlers),
+    the run always ends with ``EPOCH_COMPLETED`` handlers (validation, best-model checkpoint)
+    having run:
+
+    - after each epoch, training stops if the next epoch would overrun ``seconds``;
+    - if the budget runs out in the middle of an epoch (large epochs), that epoch is cut short
+      with ``engine.terminate_epoch()`` (its epoch-end handlers still run) and training stops.
+
+    At least one iteration always runs. Under DDP rank 0 decides for all ranks.
 
     Args:
         seconds: wall-clock budget for ``trainer.run()``; None or <= 0 disables the handler.
@@ -39,6 +45,7 @@ class EpochTimeBudget:
         self.seconds = float(seconds) if seconds else 0.0
         self._start = 0.0
         self._epoch_start = 0.0
+        self._out_of_time = False
         self.stopped_early = False
 
     def attach(self, engine) -> None:
@@ -48,18 +55,29 @@ class EpochTimeBudget:
             return
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._check_iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)
 
     def _started(self, engine) -> None:
         self._start = time.perf_counter()
+        self._out_of_time = False
 
     def _epoch_started(self, engine) -> None:
         self._epoch_start = time.perf_counter()
 
+    def _check_iteration(self, engine) -> None:
+        if self._out_of_time:
+            return
+        if _agreed_by_rank0(time.perf_counter() - self._start > self.seconds):
+            self._out_of_time = True
+            logger.info("time budget %.0f s used up in epoch %d: ending this epoch early", self.seconds,
+                        engine.state.epoch)
+            engine.terminate_epoch()
+
     def _check(self, engine) -> None:
         now = time.perf_counter()
         last_epoch = now - self._epoch_start
-        if _agreed_by_rank0((now - self._start) + last_epoch > self.seconds):
+        if self._out_of_time or _agreed_by_rank0((now - self._start) + last_epoch > self.seconds):
             self.stopped_early = engine.state.epoch < (engine.state.max_epochs or 0)
             if self.stopped_early:
                 logger.info("time budget %.0f s: stopping after epoch %d (%.0f s used, last epoch %.1f s)",
