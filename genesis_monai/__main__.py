@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 #: command name -> "module:function"
 COMMANDS: Dict[str, str] = {
-    "demo": "genesis_monai.demo:run_demo",
+    "demo": "genesis_monai.demo:demo_cli",
     "demo-data": "genesis_monai.data.demo:write_demo_dataset",
     "extract-cubes": "genesis_monai.data.extract:extract_cubes_cli",
     "import-weights": "genesis_monai.weights:import_weights_cli",

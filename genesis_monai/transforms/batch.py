@@ -60,8 +60,8 @@ class GenesisDegrade(Randomizable):
         bezier_lut_size: None (default) interpolates on the curve table itself, like the
             reference; an int uses a uniform look-up table of that size (faster; extra error up
             to ~1e-2 at 4,097 near vertical tangents: an approximation, named as such).
-        chunk: samples processed together by the kernels (default on CPU: 2^18 voxels' worth,
-            two 64x64x32 cubes, so scratch arrays stay in cache; the whole batch on a GPU).
+        chunk: samples processed together by the kernels (default on CPU: 2^19 voxels' worth,
+            four 64x64x32 cubes, so scratch arrays stay in cache; the whole batch on a GPU).
             It changes which random numbers go where (so a seed reproduces a run only with the
             same chunk and device), never the law of the degradations.
         deform: optional ``callable(x, generator) -> x`` applied to the input only, before the
