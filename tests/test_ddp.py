@@ -39,10 +39,14 @@ def _bundle_copy(tmp_path) -> str:
 
 
 def _run_torchrun(bundle: str, configs, run_id: str, args: dict, tmp_path) -> str:
-    with open(os.path.join(bundle, "configs", configs[-1])) as f:
-        overlay = json.load(f)
+    run = None
+    for name in reversed(configs):  # the run list in force: the last config that defines one
+        with open(os.path.join(bundle, "configs", name)) as f:
+            run = json.load(f).get("run")
+        if run is not None:
+            break
     args = dict(args)
-    args["run"] = [PROBE] + overlay["run"]  # the overlay's own run list, with the probe first
+    args["run"] = [PROBE] + run  # with the probe first
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps(args))
     cfgs = "[" + ",".join(f"'{os.path.join(bundle, 'configs', c)}'" for c in configs) + "]"

@@ -396,3 +396,22 @@ def test_genesis_degraded_dictionary():
     assert torch.equal(d["image"], d2["image"]) and torch.equal(d["target"], d2["target"])
     sg = GenesisDegraded(keys="image", preset="semantic_genesis")
     assert sg.degrade.mode == "one_of"
+
+
+@pytest.mark.parametrize("length", [2, 3, 4, 5, 7, 24])
+def test_permutation_rows_are_uniform_permutations(length):
+    # both CPU paths of the permutation sampler (flat sort for rows < 5 keys, row-wise sort
+    # otherwise) and the torch.sort fallback: every row a permutation, every position uniform
+    torch.manual_seed(11)
+    n = 12000
+    for perm in (F._permutation_rows(n, length, None, torch.device("cpu")),
+                 F._permutation_rows_sorted(n, length, None, torch.device("cpu"))):
+        assert torch.equal(perm.sort(1).values, torch.arange(length).expand(n, -1))
+        for col in (0, length - 1):
+            counts = torch.bincount(perm[:, col], minlength=length).double()
+            expected = n / length
+            chi2 = float(((counts - expected) ** 2 / expected).sum())
+            assert chi2 < length - 1 + 6 * math.sqrt(2 * (length - 1)) + 10
+    values = torch.tensor([0, 7, 2048, 2055, 4096])
+    out = F._permuted_values(1000, values, None, torch.device("cpu"))
+    assert torch.equal(out.sort(1).values, values.expand(1000, -1))
