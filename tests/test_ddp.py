@@ -26,9 +26,11 @@ BUNDLE = "models_genesis"
 TIMEOUT_S = 420
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
 # printed by every rank before training: proves 2 processes, the backend and the sharded loader
-PROBE = ("$print('DDP-PROBE rank', dist.get_rank(), 'world', dist.get_world_size(), 'backend', dist.get_backend(), "
-         "'device', @device, 'train_batches', len(@train#dataloader), 'ddp', "
-         "type(@train#trainer.network).__name__, flush=True)")
+# written by every rank before training, one file per rank in the working folder (stdout of two
+# ranks can interleave): proves 2 processes, the backend and the sharded loader
+PROBE = ("$open('ddp_probe_%d.txt' % dist.get_rank(), 'w').write(' '.join(map(str, ['DDP-PROBE rank', "
+         "dist.get_rank(), 'world', dist.get_world_size(), 'backend', dist.get_backend(), 'device', @device, "
+         "'train_batches', len(@train#dataloader), 'ddp', type(@train#trainer.network).__name__])))")
 
 
 def _bundle_copy(tmp_path) -> str:
@@ -58,7 +60,8 @@ def _run_torchrun(bundle: str, configs, run_id: str, args: dict, tmp_path) -> st
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{out[-20000:]}"
-    return out
+    probes = "".join(p.read_text() + "\n" for p in sorted(tmp_path.glob("ddp_probe_*.txt")))
+    return probes + out
 
 
 def _probes(out: str):
