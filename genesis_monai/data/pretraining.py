@@ -73,19 +73,14 @@ def resolve_pretraining_data(
         FileNotFoundError / ValueError naming ``dataset_dir`` when nothing usable is found.
     """
     from genesis_monai.data.cube_dataset import find_cube_files, load_cube_datalist
-    from genesis_monai.data.demo import demo_data_dir, write_demo_dataset
+    from genesis_monai.data.datalist import ensure_dataset_dir
 
-    dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
-    is_demo = os.path.abspath(demo_data_dir()) == dataset_dir
-    if is_demo and not (os.path.isdir(dataset_dir) and os.listdir(dataset_dir)):
-        logger.warning("dataset_dir %s is the demo location and empty: generating the procedural demo data set "
-                       "(python -m genesis_monai demo-data). Point --dataset_dir at your own data to pretrain on it.",
-                       dataset_dir)
-        write_demo_dataset(dataset_dir)
-    is_demo = is_demo or is_demo_dataset(dataset_dir)
-    if not os.path.isdir(dataset_dir):
-        raise FileNotFoundError(f"dataset_dir {dataset_dir!r} does not exist: expected a folder of cube .npy files "
-                                f"(python -m genesis_monai extract-cubes) or of CT/MRI volumes")
+    try:
+        dataset_dir = ensure_dataset_dir(dataset_dir)  # generates the demo set at the (empty) demo location
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}: expected a folder of cube .npy files (python -m genesis_monai "
+                                "extract-cubes) or of CT/MRI volumes") from None
+    is_demo = is_demo_dataset(dataset_dir)
 
     datalist = os.path.join(dataset_dir, CUBE_DATALIST)
     if os.path.isfile(datalist):
