@@ -54,3 +54,12 @@ def run_workflow(wf) -> None:
 
 def cpu_overrides(**extra: Any) -> Dict[str, Any]:
     return {"device": "$torch.device('cpu')", "num_workers": 0, **extra}
+
+
+def copy_bundle(bundle: str, dst) -> str:
+    """Copy bundle ``bundle`` to ``dst`` without run outputs or weights; ``dst/models`` exists afterwards."""
+    import shutil
+
+    shutil.copytree(os.path.join(BUNDLES_DIR, bundle), dst, ignore=shutil.ignore_patterns("eval", "runs", "*.pt"))
+    os.makedirs(os.path.join(str(dst), "models"), exist_ok=True)
+    return str(dst)

@@ -19,7 +19,7 @@ import shutil
 import pytest
 import torch
 
-from bundle_utils import BUNDLES_DIR, write_tiny_segmentation_set
+from bundle_utils import BUNDLES_DIR, write_tiny_segmentation_set, copy_bundle
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "meta_schema_20240725.json")
 BUNDLES = sorted(
@@ -240,8 +240,7 @@ def tiny_bundles(tmp_path_factory):
     out = {}
     for bundle in BUNDLES:
         dst = root / bundle
-        shutil.copytree(os.path.join(BUNDLES_DIR, bundle), dst, ignore=shutil.ignore_patterns("eval", "runs", "*.pt"))
-        (dst / "models").mkdir(exist_ok=True)
+        copy_bundle(bundle, dst)
         torch.manual_seed(0)
         state = _network_def(bundle).state_dict()
         torch.save(state, dst / "models" / "model.pt")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import genesis_monai
-from bundle_utils import BUNDLES_DIR
+from bundle_utils import BUNDLES_DIR, copy_bundle
 from genesis_monai.bundle_loading import bundle_network_def, load_bundle
 
 BUNDLES = sorted(
@@ -32,8 +32,7 @@ def bundle_dir(tmp_path_factory):
     states = {}
     for name in BUNDLES:
         dst = root / name
-        shutil.copytree(os.path.join(BUNDLES_DIR, name), dst, ignore=shutil.ignore_patterns("eval", "runs", "*.pt"))
-        (dst / "models").mkdir(exist_ok=True)
+        copy_bundle(name, dst)
         torch.manual_seed(0)
         finetuned = bundle_network_def(dst).state_dict()
         torch.manual_seed(1)

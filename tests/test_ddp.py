@@ -12,7 +12,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_utils import BUNDLES_DIR, write_tiny_segmentation_set
+from bundle_utils import BUNDLES_DIR, write_tiny_segmentation_set, copy_bundle
 
 BUNDLE = "models_genesis"
 TIMEOUT_S = 420
@@ -34,10 +33,7 @@ PROBE = ("$open('ddp_probe_%d.txt' % dist.get_rank(), 'w').write(' '.join(map(st
 
 
 def _bundle_copy(tmp_path) -> str:
-    dst = tmp_path / BUNDLE
-    shutil.copytree(os.path.join(BUNDLES_DIR, BUNDLE), dst, ignore=shutil.ignore_patterns("eval", "runs", "*.pt"))
-    (dst / "models").mkdir(exist_ok=True)
-    return str(dst)
+    return copy_bundle(BUNDLE, tmp_path / BUNDLE)
 
 
 def _run_torchrun(bundle: str, configs, run_id: str, args: dict, tmp_path) -> str:
