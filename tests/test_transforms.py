@@ -1,5 +1,6 @@
-"""Genesis degradations: the batched torch kernels against the plain NumPy oracle
-(tests/reference_degradations.py, written from METHODS.md) and against the published sampling laws."""
+"""Genesis degradations: both kernels (vectorised torch, compiled C) against the plain NumPy
+oracle (tests/reference_degradations.py, written from METHODS.md) and against the published
+sampling laws. Tests taking the ``kernel`` fixture run once per kernel."""
 
 import math
 
@@ -13,9 +14,16 @@ from genesis_monai.transforms import (GenesisDegrade, GenesisDegraded, RandBezie
                                       RandInPaint, RandInPaintd, RandLocalPixelShuffle, RandLocalPixelShuffled,
                                       RandOutPaint, RandOutPaintd)
 from genesis_monai.transforms import batch as batch_module
+from genesis_monai.transforms import cpu_kernel
 from genesis_monai.transforms import functional as F
 
 CUBE = (64, 64, 32)
+
+
+@pytest.fixture(params=["torch", "c"])
+def kernel(request):
+    """Both implementations of every degradation: the tests hold each to the same laws."""
+    return request.param
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -32,10 +40,10 @@ def position_cube(n: int, spatial=CUBE) -> torch.Tensor:
 # local pixel shuffling
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("permutations", ["exact", "pool"])
-def test_shuffle_changed_fraction_matches_oracle(permutations):
+@pytest.mark.parametrize("permutations, kernel_name", [("exact", "torch"), ("pool", "torch"), ("exact", "c")])
+def test_shuffle_changed_fraction_matches_oracle(permutations, kernel_name):
     x = torch.rand(4, 1, *CUBE, generator=gen(1))
-    fast = F.local_pixel_shuffle(x, 10_000, gen(2), permutations=permutations)
+    fast = F.local_pixel_shuffle(x, 10_000, gen(2), permutations=permutations, kernel=kernel_name)
     fast_frac = (fast != x).double().mean(dim=(1, 2, 3, 4)).numpy()
     oracle = ref.local_pixel_shuffle(x[0].numpy(), np.random.default_rng(3))
     oracle_frac = (oracle != x[0].numpy()).mean()
@@ -45,9 +53,9 @@ def test_shuffle_changed_fraction_matches_oracle(permutations):
     assert fast_frac.std() < 0.01
 
 
-def test_shuffle_sources_stay_inside_their_block():
+def test_shuffle_sources_stay_inside_their_block(kernel):
     x = position_cube(2)
-    out = F.local_pixel_shuffle(x, 10_000, gen(4))
+    out = F.local_pixel_shuffle(x, 10_000, gen(4), kernel=kernel)
     V = math.prod(CUBE)
     src = torch.round(out.flatten(1) * V).long()  # source voxel index of every output voxel
     dst = torch.arange(V).expand_as(src)
@@ -59,19 +67,19 @@ def test_shuffle_sources_stay_inside_their_block():
     assert torch.isin(out, x).all()
 
 
-def test_single_block_is_a_permutation():
+def test_single_block_is_a_permutation(kernel):
     x = torch.rand(64, 1, 20, 20, 10, generator=gen(5))
-    out = F.local_pixel_shuffle(x, 1, gen(6))
+    out = F.local_pixel_shuffle(x, 1, gen(6), kernel=kernel)
     assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
     changed = (out != x).flatten(1).sum(1)
     assert changed.max() <= 2 * 2 * 1 and changed.sum() > 0  # blocks up to (2, 2, 1) here
 
 
-def test_shuffle_permutations_are_uniform():
+def test_shuffle_permutations_are_uniform(kernel):
     # 1 block of 2x2 voxels in a 20x20 image: all 24 permutations of the 4 values equally likely
     n = 6000
     x = torch.rand(n, 1, 20, 20, generator=gen(7))
-    out = F.local_pixel_shuffle(x, 1, gen(8))
+    out = F.local_pixel_shuffle(x, 1, gen(8), kernel=kernel)
     diff = (out != x).flatten(1)
     counts = {}
     for k in range(0, 5):
@@ -86,10 +94,10 @@ def test_shuffle_permutations_are_uniform():
     assert counts[1] == 0
 
 
-def test_shuffle_keeps_channels_together_and_2d():
+def test_shuffle_keeps_channels_together_and_2d(kernel):
     x = torch.rand(3, 2, 40, 30, generator=gen(9))
     x[:, 1] = x[:, 0] * 0.5
-    out = F.local_pixel_shuffle(x, 2000, gen(10))
+    out = F.local_pixel_shuffle(x, 2000, gen(10), kernel=kernel)
     assert out.shape == x.shape
     assert torch.allclose(out[:, 1], out[:, 0] * 0.5)
     assert (out != x).any()
@@ -99,25 +107,26 @@ def test_shuffle_keeps_channels_together_and_2d():
 # Bezier
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lut_size, tol", [(None, 1e-5), (16385, 5e-4)])
-def test_bezier_matches_oracle(lut_size, tol):
+@pytest.mark.parametrize("lut_size, tol, kernel_name", [(None, 1e-5, "torch"), (16385, 5e-4, "torch"),
+                                                       (None, 1e-5, "c")])
+def test_bezier_matches_oracle(lut_size, tol, kernel_name):
     points, invert = F.sample_bezier_params(12, gen(11))
     invert[:6] = True
     invert[6:] = False
     x = torch.rand(12, 1, 16, 16, 8, generator=gen(12))
     x[:, 0, 0, 0, 0] = 0.0
     x[:, 0, 0, 0, 1] = 1.0
-    out = F.bezier_map(x, points, invert, lut_size=lut_size)
+    out = F.bezier_map(x, points, invert, lut_size=lut_size, kernel=kernel_name)
     for i in range(12):
         expected = ref.bezier_map(x[i].numpy().astype(np.float64), points[i].tolist(), bool(invert[i]))
         assert np.abs(out[i].numpy() - expected).max() < tol
 
 
-def test_bezier_inversion_law():
+def test_bezier_inversion_law(kernel):
     points, invert = F.sample_bezier_params(4000, gen(13))
     assert abs(invert.double().mean().item() - 0.5) < 0.03
     grid = torch.linspace(0, 1, 257).view(1, 1, 257, 1).expand(40, 1, 257, 1).contiguous()
-    out = F.bezier_map(grid, points[:40], invert[:40])[:, 0, :, 0]
+    out = F.bezier_map(grid, points[:40], invert[:40], kernel=kernel)[:, 0, :, 0]
     assert out.min() >= 0 and out.max() <= 1
     inv, mono = invert[:40], ~invert[:40]
     assert torch.allclose(out[inv, 0], torch.ones(int(inv.sum())), atol=1e-4)
@@ -187,14 +196,14 @@ def test_box_union_mask_matches_oracle_boxes():
         assert np.array_equal(mask[i].numpy(), ref.box_mask(CUBE, boxes))
 
 
-def test_paint_touches_only_its_boxes():
+def test_paint_touches_only_its_boxes(kernel):
     x = torch.rand(8, 2, 32, 32, 16, generator=gen(23))
-    painted, mask = F.in_paint(x, gen(24))
+    painted, mask = F.in_paint(x, gen(24), kernel=kernel)
     m = mask.unsqueeze(1).expand_as(x)
     assert torch.equal(painted[~m], x[~m])
     assert (painted[m] != x[m]).double().mean() > 0.99
     assert torch.equal(painted[:, 0][mask], painted[:, 1][mask])  # noise shared by channels
-    kept, keep = F.out_paint(x, gen(25))
+    kept, keep = F.out_paint(x, gen(25), kernel=kernel)
     k = keep.unsqueeze(1).expand_as(x)
     assert torch.equal(kept[k], x[k])
     assert (kept[~k] != x[~k]).double().mean() > 0.99
@@ -228,15 +237,16 @@ def test_flip_law_and_rules():
 # the batch operator
 # ----------------------------------------------------------------------------------------------
 
-def test_genesis_degrade_shapes_range_no_mutation_and_flip_in_both():
+def test_genesis_degrade_shapes_range_no_mutation_and_flip_in_both(kernel):
     x = torch.rand(6, 1, 32, 32, 16, generator=gen(30))
     x_copy = x.clone()
-    op = GenesisDegrade(flip_rate=0.9, local_rate=0.0, nonlinear_rate=0.0, paint_rate=0.0, flip_rule="spatial")
+    op = GenesisDegrade(flip_rate=0.9, local_rate=0.0, nonlinear_rate=0.0, paint_rate=0.0, flip_rule="spatial",
+                        kernel=kernel)
     degraded, target = op(x, generator=gen(31))
     assert torch.equal(x, x_copy)
     assert torch.equal(degraded, target)  # flip only: both outputs flipped alike
     assert not torch.equal(target, x)
-    op = GenesisDegrade()
+    op = GenesisDegrade(kernel=kernel)
     degraded, target = op(x, generator=gen(32))
     assert torch.equal(x, x_copy)
     assert degraded.shape == x.shape and degraded.dtype == x.dtype
@@ -246,42 +256,54 @@ def test_genesis_degrade_shapes_range_no_mutation_and_flip_in_both():
         assert any(torch.equal(target[i], x[i].flip(dims)) for dims in [(), (1,), (2,), (1, 2)])
 
 
-def test_genesis_degrade_reproducible_and_per_sample():
+def test_genesis_degrade_reproducible_and_per_sample(kernel):
     x = torch.rand(1, 1, 32, 32, 16, generator=gen(33)).repeat(8, 1, 1, 1, 1)
-    op = GenesisDegrade(n_blocks=2000).set_random_state(7)
+    op = GenesisDegrade(n_blocks=2000, kernel=kernel).set_random_state(7)
     a = op(x)
     op.set_random_state(7)
     b = op(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     c = op(x)
     assert not torch.equal(a[0], c[0])
-    assert torch.equal(GenesisDegrade()(x, generator=gen(5))[0], GenesisDegrade()(x, generator=gen(5))[0])
+    assert torch.equal(GenesisDegrade(kernel=kernel)(x, generator=gen(5))[0],
+                       GenesisDegrade(kernel=kernel)(x, generator=gen(5))[0])
     # identical samples get different degradations
     degraded = a[0]
     assert len({degraded[i].sum().item() for i in range(8)}) > 4
 
 
-def _record_calls(monkeypatch):
-    """Patch the kernels so each call records which samples (tagged by their mean) it received."""
+def _record_calls(monkeypatch, kernel):
+    """Patch the kernels so each call records which samples (tagged by voxel 0) it received: the
+    torch path calls one functional kernel per degradation, the C path passes per-sample flags."""
     seen = {}
+    if kernel == "torch":
+        def wrap(name, fn):
+            def inner(v, *args, **kwargs):
+                seen.setdefault(name, []).extend(v[:, 0, 0, 0, 0].tolist())
+                return fn(v, *args, **kwargs)
+            monkeypatch.setattr(batch_module.F, name, inner)
 
-    def wrap(name, fn, picks_first=False):
-        def inner(v, *args, **kwargs):
-            seen.setdefault(name, []).extend(v[:, 0, 0, 0, 0].tolist())
-            return fn(v, *args, **kwargs)
-        monkeypatch.setattr(batch_module.F, name, inner)
+        for name in ("local_pixel_shuffle", "bezier_map", "in_paint", "out_paint"):
+            wrap(name, getattr(F, name))
+        return seen
+    bits = {"local_pixel_shuffle": cpu_kernel.SHUFFLE, "bezier_map": cpu_kernel.BEZIER,
+            "in_paint": cpu_kernel.INPAINT, "out_paint": cpu_kernel.OUTPAINT}
+    real = cpu_kernel.degrade
 
-    for name in ("local_pixel_shuffle", "bezier_map", "in_paint", "out_paint"):
-        wrap(name, getattr(F, name))
+    def degrade(x, flags, *args, **kwargs):
+        for name, bit in bits.items():
+            seen.setdefault(name, []).extend(x[(flags & bit) != 0][:, 0, 0, 0, 0].tolist())
+        return real(x, flags, *args, **kwargs)
+    monkeypatch.setattr(batch_module.cpu_kernel, "degrade", degrade)
     return seen
 
 
-def test_one_of_mode_applies_exactly_one(monkeypatch):
+def test_one_of_mode_applies_exactly_one(monkeypatch, kernel):
     n = 400
     x = torch.zeros(n, 1, 16, 16, 8)
     x[:, 0, 0, 0, 0] = torch.arange(n) / (2 * n)  # a tag in a voxel no shuffle reaches with 5 blocks... checked below
-    seen = _record_calls(monkeypatch)
-    op = GenesisDegrade.from_preset("semantic_genesis", n_blocks=0)  # no shuffle blocks: the tag survives
+    seen = _record_calls(monkeypatch, kernel)
+    op = GenesisDegrade.from_preset("semantic_genesis", n_blocks=0, kernel=kernel)  # no shuffle blocks: the tag survives
     degraded, target = op(x, generator=gen(34))
     tags = [t for name in seen for t in seen[name]]
     assert sorted(tags) == sorted((torch.arange(n) / (2 * n)).tolist())  # every sample exactly once
@@ -290,11 +312,11 @@ def test_one_of_mode_applies_exactly_one(monkeypatch):
     assert torch.equal(target, x)  # no flip in the preset
 
 
-def test_sequential_mode_rates(monkeypatch):
+def test_sequential_mode_rates(monkeypatch, kernel):
     n = 2000
     x = torch.rand(n, 1, 12, 12, 6, generator=gen(35))
-    seen = _record_calls(monkeypatch)
-    GenesisDegrade(n_blocks=10)(x, generator=gen(36))
+    seen = _record_calls(monkeypatch, kernel)
+    GenesisDegrade(n_blocks=10, kernel=kernel)(x, generator=gen(36))
     frac = {k: len(v) / n for k, v in seen.items()}
     assert abs(frac["local_pixel_shuffle"] - 0.5) < 0.04
     assert abs(frac["bezier_map"] - 0.9) < 0.03
@@ -319,20 +341,20 @@ def test_presets_and_validation():
         GenesisDegrade()(torch.ones(1, 1, 8, 8, 8, dtype=torch.long))
 
 
-def test_genesis_degrade_2d_and_numpy():
+def test_genesis_degrade_2d_and_numpy(kernel):
     x = torch.rand(5, 1, 64, 64, generator=gen(37))
-    degraded, target = GenesisDegrade(flip_rule="spatial")(x, generator=gen(38))
+    degraded, target = GenesisDegrade(flip_rule="spatial", kernel=kernel)(x, generator=gen(38))
     assert degraded.shape == x.shape and (degraded != target).any()
-    d_np, t_np = GenesisDegrade(seed=1)(x.numpy())
+    d_np, t_np = GenesisDegrade(seed=1, kernel=kernel)(x.numpy())
     assert isinstance(d_np, np.ndarray) and d_np.shape == x.shape
 
 
-def test_whole_recipe_matches_oracle_statistically():
+def test_whole_recipe_matches_oracle_statistically(kernel):
     """Mean absolute degradation |degraded - target| per sample: fast vs oracle (fewer blocks to
     keep the oracle quick; the other steps follow the published laws)."""
     n = 48
     x = torch.rand(n, 1, 32, 32, 16, generator=gen(39))
-    degraded, target = GenesisDegrade(n_blocks=300)(x, generator=gen(40))
+    degraded, target = GenesisDegrade(n_blocks=300, kernel=kernel)(x, generator=gen(40))
     fast = (degraded - target).abs().flatten(1).mean(1).numpy()
     od, ot = ref.reference_batch(x.numpy(), seed=41, n_blocks=300, n_points=4096)
     oracle = np.abs(od - ot).reshape(n, -1).mean(1)
