@@ -211,9 +211,7 @@ class GenesisDegrade(Randomizable):
         flags |= inpaint.to(torch.uint8) * cpu_kernel.INPAINT
         flags |= outpaint.to(torch.uint8) * cpu_kernel.OUTPAINT
         points, invert = F.sample_bezier_params(N, g, x.device)
-        xs = ys = None
-        if bool(nonlinear.any()):
-            xs, ys = F.bezier_tables(points, invert, self.bezier_points)
+        curves = dict(points=points, invert=invert, n_points=self.bezier_points)
         slots = max(1, self.max_inpaint_boxes, self.max_outpaint_boxes)
         in_count = F.sample_box_counts(N, self.min_inpaint_boxes, self.max_inpaint_boxes, self.box_continue_prob,
                                        g, x.device)
@@ -226,13 +224,12 @@ class GenesisDegrade(Randomizable):
                      box_corner=torch.where(sel, in_corner, out_corner), box_size=torch.where(sel, in_size, out_size))
         seeds = F.sample_seeds(N, g)
         if self.deform is None:
-            return cpu_kernel.degrade(x, flags, seeds, target=True, n_blocks=self.n_blocks, xs=xs, ys=ys, **boxes)
+            return cpu_kernel.degrade(x, flags, seeds, target=True, n_blocks=self.n_blocks, **curves, **boxes)
         # the deformation sits between the flip (shared with the target) and the degradations
         flip_bits = flags & 15
         degraded, target = cpu_kernel.degrade(x, flip_bits, seeds, target=True)
         degraded = self.deform(degraded, g).contiguous()
-        degraded = cpu_kernel.degrade(degraded, flags & 0xF0, seeds, n_blocks=self.n_blocks, xs=xs, ys=ys,
-                                      **boxes)
+        degraded = cpu_kernel.degrade(degraded, flags & 0xF0, seeds, n_blocks=self.n_blocks, **curves, **boxes)
         return degraded, target
 
     def _degrade(self, x: torch.Tensor, g: Optional[torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ is logged once, and the callers in :mod:`.functional` use the vectorised torch k
 same laws, slower. ``backend="c"`` asks for this kernel explicitly and raises with the reason.
 
 Calls go through ctypes (the GIL is released during the call), over contiguous float32/float64
-CPU tensors, split into contiguous ranges of samples run by ``threads`` threads. Every sample has
+CPU tensors; ``threads`` threads work on one batch, each taking the next unprocessed sample. Every sample has
 its own random stream seeded from the caller's torch Generator, so the output of a given seed
 does not depend on the number of threads.
 """
@@ -46,7 +46,7 @@ FLIP_C, FLIP_X, FLIP_Y, FLIP_Z = 1, 2, 4, 8
 SHUFFLE, BEZIER, INPAINT, OUTPAINT = 16, 32, 64, 128
 MAX_BOX_SLOTS = 64  # out-painting keeps one bit per box in a uint64 mask
 
-_ABI_VERSION = 1
+_ABI_VERSION = 3
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "degrade.c")
 _BASE_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-fno-strict-aliasing"]
 _ERRORS = {1: "out of memory", 2: "invalid arguments"}
@@ -129,7 +129,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     for name in ("gm_degrade_f32", "gm_degrade_f64"):
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
-        fn.argtypes = [p, p, p, i64, i64, i64, i64, i64, p, i64, p, p, i64, p, p, p, i64, p]
+        fn.argtypes = [p, p, p, i64, i64, i64, i64, i64, p, i64, p, p, i64, p, p, p, i64, p, p]
     lib.gm_abi_version.restype = ctypes.c_int
     lib.gm_abi_version.argtypes = []
 
@@ -218,7 +218,8 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target: bool = False,
-            n_blocks: int = 0, xs: Optional[torch.Tensor] = None, ys: Optional[torch.Tensor] = None,
+            n_blocks: int = 0, points: Optional[torch.Tensor] = None, invert: Optional[torch.Tensor] = None,
+            n_points: int = 4096,
             box_count: Optional[torch.Tensor] = None, box_corner: Optional[torch.Tensor] = None,
             box_size: Optional[torch.Tensor] = None, threads: Optional[int] = None):
     """Run the kernel over a batch.
@@ -229,7 +230,9 @@ def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target
         seeds: (N,) int64, one random stream per sample.
         target: also return the flipped input.
         n_blocks: local-shuffle blocks per sample.
-        xs, ys: (N, T) Bezier tables (xs sorted), needed when any sample has ``BEZIER``.
+        points, invert: (N, 4) Bezier control points and (N,) inversion flags
+            (:func:`..functional.sample_bezier_params`), needed when any sample has ``BEZIER``;
+            the curve is tabulated at ``n_points`` samples of t (as ``bezier_tables``).
         box_count (N,), box_corner / box_size (N, slots, n_spatial) long: boxes for painting.
         threads: threads over samples (default ``torch.get_num_threads()``).
     Returns:
@@ -252,13 +255,15 @@ def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target
     if flags.shape != (N,) or seeds.shape != (N,):
         raise ValueError(f"CPU kernel: flags and seeds must be ({N},), got {tuple(flags.shape)}, {tuple(seeds.shape)}")
     T = 0
-    if xs is not None:
-        xs, ys = xs.to(x.dtype).contiguous(), ys.to(x.dtype).contiguous()
-        T = xs.shape[1]
-        if xs.shape != (N, T) or ys.shape != (N, T) or T < 2:
-            raise ValueError(f"CPU kernel: Bezier tables must be ({N}, T>=2), got {tuple(xs.shape)}, {tuple(ys.shape)}")
+    if points is not None:
+        points = points.detach().to("cpu", torch.float64).contiguous()
+        invert = invert.detach().to("cpu", torch.uint8).contiguous()
+        T = int(n_points)
+        if points.shape != (N, 4) or invert.shape != (N,) or T < 2:
+            raise ValueError(f"CPU kernel: Bezier points must be ({N}, 4), invert ({N},), n_points >= 2; got "
+                             f"{tuple(points.shape)}, {tuple(invert.shape)}, {T}")
     elif bool((flags & BEZIER).any()):
-        raise ValueError("CPU kernel: BEZIER flag set but no tables given")
+        raise ValueError("CPU kernel: BEZIER flag set but no Bezier points given")
     slots = 0
     if box_count is not None:
         slots = box_corner.shape[1]
@@ -271,22 +276,21 @@ def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target
     elif bool((flags & (INPAINT | OUTPAINT)).any()):
         raise ValueError("CPU kernel: painting flag set but no boxes given")
     fn = lib.gm_degrade_f32 if x.dtype == torch.float32 else lib.gm_degrade_f64
-    per_sample = C * X * Y * Z * x.element_size()
 
-    def run(a: int, b: int) -> int:
-        def at(t: Optional[torch.Tensor], row: int) -> Optional[int]:
-            return None if t is None else t.data_ptr() + a * row
-        return fn(at(x, per_sample), at(out, per_sample), at(tgt, per_sample), b - a, C, X, Y, Z,
-                  at(flags, 1), int(n_blocks), at(xs, T * x.element_size()), at(ys, T * x.element_size()), T,
-                  at(box_count, 8), at(box_corner, slots * 24), at(box_size, slots * 24), slots, at(seeds, 8))
+    def run(counter: Optional[torch.Tensor]) -> int:
+        def ptr(t: Optional[torch.Tensor]) -> Optional[int]:
+            return None if t is None else t.data_ptr()
+        return fn(ptr(x), ptr(out), ptr(tgt), N, C, X, Y, Z, ptr(flags), int(n_blocks), ptr(points), ptr(invert), T,
+                  ptr(box_count), ptr(box_corner), ptr(box_size), slots, ptr(seeds), ptr(counter))
 
     workers = max(1, min(N, int(threads) if threads else torch.get_num_threads()))
-    if workers == 1 or N < 2:
-        codes = [run(0, N)] if N else []
+    if workers == 1:
+        codes = [run(None)] if N else []
     else:
-        bounds = [N * k // workers for k in range(workers + 1)]
+        # every thread takes the next unprocessed sample from a shared counter (dynamic balance)
+        counter = torch.zeros(1, dtype=torch.int64)
         pool = _executor(workers)
-        codes = [f.result() for f in [pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]]
+        codes = [f.result() for f in [pool.submit(run, counter) for _ in range(workers)]]
     for rc in codes:
         if rc:
             raise RuntimeError(f"CPU degradation kernel failed: {_ERRORS.get(rc, rc)} (x {tuple(x.shape)})")

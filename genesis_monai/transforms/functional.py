@@ -483,9 +483,9 @@ def bezier_map(x: torch.Tensor, points: torch.Tensor, invert: torch.Tensor, n_po
     if N == 0:
         return x.clone()
     if lut_size is None and use_cpu_kernel(kernel, x):
-        xs, ys = bezier_tables(points.to(torch.float64), invert, n_points)
         flags = torch.full((N,), cpu_kernel.BEZIER, dtype=torch.uint8)
-        return cpu_kernel.degrade(x, flags, torch.zeros(N, dtype=torch.int64), xs=xs.cpu(), ys=ys.cpu())
+        return cpu_kernel.degrade(x, flags, torch.zeros(N, dtype=torch.int64), points=points, invert=invert,
+                                  n_points=n_points)
     if kernel == "c":
         raise ValueError("kernel='c' interpolates on the curve table; use lut_size=None or kernel='torch'")
     # the Bezier kernel measured best at ~2^18 voxels (two 64x64x32 cubes) per chunk on CPU

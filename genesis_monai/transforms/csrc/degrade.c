@@ -14,11 +14,15 @@
  * sample i, flags[i] says what to do, in this order:
  *   bits 0-3  flip along channel, X, Y, Z (applied to out AND target)
  *   bit  4    local pixel shuffle (n_blocks blocks, reading the flipped input)
- *   bit  5    Bezier map through row i of the tables xs/ys (n, T), xs sorted
+ *   bit  5    Bezier map: the curve of control points points[i] (n, 4; double) at T samples,
+ *             intensity-inverting if invert[i], applied by linear interpolation
  *   bit  6    in-painting: boxes 0..box_count[i]-1 filled with U[0,1) noise
  *   bit  7    out-painting: U[0,1) noise outside the union of the boxes
  * Boxes: box_corner/box_size are (n, slots, 3) int64. The noise of a voxel is shared by its
  * channels, one shuffle permutation moves all channels of a voxel together.
+ *
+ * Threads: several threads may run gm_degrade on the same batch with a shared next_sample counter
+ * (initially 0); each takes the next unprocessed sample. NULL processes all samples in order.
  *
  * Randomness: every sample has its own stream, SplitMix64 seeded by seeds[i] (drawn from a torch
  * Generator by the caller), so results do not depend on how samples are split across threads.
@@ -109,6 +113,59 @@ static void gm_noise_f64(gm_rng *r, double *out, int64_t n) {
 
 
 static inline int64_t gm_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Sort a[0..n) ascending by merging its monotone runs (a sampled cubic has at most three, so this
+   is linear in practice; any input is sorted correctly). tmp: n doubles, bounds: n + 1 ints. */
+static void gm_sort_runs(double *a, double *tmp, int64_t *bounds, int64_t n) {
+    int64_t runs = 0, i = 0;
+    while (i < n) {
+        int64_t j = i + 1;
+        if (j < n && a[j] < a[i]) {
+            while (j < n && a[j] <= a[j - 1]) ++j;
+            for (int64_t lo = i, hi = j - 1; lo < hi; ++lo, --hi) {
+                const double t = a[lo];
+                a[lo] = a[hi];
+                a[hi] = t;
+            }
+        } else {
+            while (j < n && a[j] >= a[j - 1]) ++j;
+        }
+        bounds[runs++] = i;
+        i = j;
+    }
+    bounds[runs] = n;
+    while (runs > 1) {
+        int64_t merged = 0;
+        for (int64_t r = 0; r < runs; r += 2) {
+            const int64_t lo = bounds[r], mid = bounds[r + 1 < runs ? r + 1 : runs];
+            const int64_t hi = r + 2 <= runs ? bounds[r + 2 < runs ? r + 2 : runs] : mid;
+            int64_t p = lo, q = mid, k = lo;
+            while (p < mid && q < hi) tmp[k++] = a[q] < a[p] ? a[q++] : a[p++];
+            while (p < mid) tmp[k++] = a[p++];
+            while (q < hi) tmp[k++] = a[q++];
+            memcpy(a + lo, tmp + lo, (size_t)(hi - lo) * sizeof(double));
+            bounds[merged++] = lo;
+        }
+        bounds[merged] = n;
+        runs = merged;
+    }
+}
+
+/* The Bezier table of one sample (METHODS.md section 1, step 3): the curve through (0,0), (a,b),
+   (c,d), (1,1) at Tn equally spaced t (Bernstein weight of point i: C(3,i) t^(3-i) (1-t)^i), x
+   sorted; y sorted too unless invert. Same formula as functional.bezier_tables. */
+static void gm_bezier_table(const double *points, int invert, int64_t Tn, double *xs, double *ys,
+                            double *tmp, int64_t *bounds) {
+    const double a = points[0], b = points[1], c = points[2], d = points[3];
+    for (int64_t k = 0; k < Tn; ++k) {
+        const double t = (double)k / (double)(Tn - 1), u = 1.0 - t;
+        const double w1 = 3.0 * t * t * u, w2 = 3.0 * t * u * u, w3 = u * u * u;
+        xs[k] = a * w1 + c * w2 + w3;
+        ys[k] = b * w1 + d * w2 + w3;
+    }
+    gm_sort_runs(xs, tmp, bounds, Tn);
+    if (!invert) gm_sort_runs(ys, tmp, bounds, Tn);
+}
 
 typedef struct { float thr; int32_t start; } gm_cell_f32;
 typedef struct { double thr; int32_t start; } gm_cell_f64;
@@ -231,8 +288,12 @@ static void gm_shuffle_##SUFFIX(const T *src, T *dst, int64_t C, int64_t V, int6
    cell and the one table point inside it, if any, so most values need one comparison; cells with  \
    several points (rare: where the curve's x barely moves) are marked by a NaN threshold and       \
    searched. Each table interval is one (x, y, slope) record: one cache line per value. */         \
-static void gm_bezier_##SUFFIX(T *v, int64_t n, const T *xs, const T *ys, int64_t Tn,                \
-                               gm_cell_##SUFFIX *cells, T *seg, int64_t G) {                         \
+static void gm_bezier_##SUFFIX(T *v, int64_t n, const double *xs_d, const double *ys_d, int64_t Tn,  \
+                               gm_cell_##SUFFIX *cells, T *seg, T *xs, T *ys, int64_t G) {           \
+    for (int64_t k = 0; k < Tn; ++k) {                                                               \
+        xs[k] = (T)xs_d[k];                                                                          \
+        ys[k] = (T)ys_d[k];                                                                          \
+    }                                                                                                \
     const T lo = xs[0], hi = xs[Tn - 1];                                                             \
     const T nan = (T)0 / (T)0;                                                                       \
     int64_t k = 0;                                                                                   \
@@ -317,9 +378,11 @@ static void gm_outpaint_##SUFFIX(T *s, int64_t C, int64_t X, int64_t Y, int64_t 
 }                                                                                                    \
                                                                                                      \
 int gm_degrade_##SUFFIX(const T *x, T *out, T *target, int64_t n, int64_t C, int64_t X, int64_t Y,  \
-                        int64_t Z, const uint8_t *flags, int64_t n_blocks, const T *xs, const T *ys, \
-                        int64_t Tn, const int64_t *box_count, const int64_t *box_corner,             \
-                        const int64_t *box_size, int64_t slots, const uint64_t *seeds) {             \
+                        int64_t Z, const uint8_t *flags, int64_t n_blocks, const double *points,     \
+                        const uint8_t *invert, int64_t Tn, const int64_t *box_count,                 \
+                        const int64_t *box_corner,                                                   \
+                        const int64_t *box_size, int64_t slots, const uint64_t *seeds,               \
+                        int64_t *next_sample) {                                                      \
     if (n < 0 || C < 1 || X < 1 || Y < 1 || Z < 1 || slots < 0 || slots > 64) return GM_ERR_ARGS;   \
     if (X * Y * Z > 2147483647LL / C) return GM_ERR_ARGS;                                            \
     const int64_t V = X * Y * Z;                                                                     \
@@ -336,16 +399,22 @@ int gm_degrade_##SUFFIX(const T *x, T *out, T *target, int64_t n, int64_t C, int
     T *buf = (T *)malloc((size_t)max_block * sizeof(T));                                             \
     int32_t *perm = (int32_t *)malloc((size_t)max_block * sizeof(int32_t));                          \
     gm_cell_##SUFFIX *cells = any_bezier ? (gm_cell_##SUFFIX *)malloc((size_t)G * sizeof(*cells)) : NULL; \
-    T *seg = any_bezier ? (T *)malloc((size_t)(3 * Tn) * sizeof(T)) : NULL;                          \
+    T *seg = any_bezier ? (T *)malloc((size_t)(5 * Tn) * sizeof(T)) : NULL; /* + xs, ys */           \
+    double *table = any_bezier ? (double *)malloc((size_t)(3 * Tn) * sizeof(double)) : NULL;         \
+    int64_t *bounds = any_bezier ? (int64_t *)malloc((size_t)(Tn + 1) * sizeof(int64_t)) : NULL;     \
     uint64_t *masks = (uint64_t *)malloc((size_t)(X + Y + Z) * sizeof(uint64_t));                    \
     T *nb = (T *)malloc((size_t)Z * sizeof(T));                                                      \
     int rc = any_shuffle ? gm_plan_init(&plan, X, Y, Z) : GM_OK;                                     \
     if (rc != GM_OK || (any_shuffle && !scratch) || !buf || !perm \
-        || (any_bezier && (!cells || !seg)) || !masks || !nb) {                                      \
+        || (any_bezier && (!cells || !seg || !table || !bounds)) || !masks || !nb) {                 \
         rc = GM_ERR_ALLOC;                                                                           \
         goto done;                                                                                   \
     }                                                                                                \
-    for (int64_t i = 0; i < n; ++i) {                                                                \
+    for (int64_t step = 0;; ++step) {                                                                \
+        /* with a shared counter, threads take the next sample as they finish one (samples differ  \
+           in cost: the shuffle runs on half of them); without one, samples go in order */         \
+        const int64_t i = next_sample ? __atomic_fetch_add(next_sample, 1, __ATOMIC_RELAXED) : step; \
+        if (i >= n) break;                                                                           \
         const unsigned f = flags[i];                                                                 \
         gm_rng r = {seeds[i], 0, 0};                                                                 \
         T *o = out + i * C * V;                                                                      \
@@ -354,8 +423,10 @@ int gm_degrade_##SUFFIX(const T *x, T *out, T *target, int64_t n, int64_t C, int
             memcpy(scratch, o, (size_t)(C * V) * sizeof(T));                                         \
             gm_shuffle_##SUFFIX(scratch, o, C, V, n_blocks, &plan, &r, buf, perm);                   \
         }                                                                                            \
-        if (f & GM_BEZIER)                                                                           \
-            gm_bezier_##SUFFIX(o, C * V, xs + i * Tn, ys + i * Tn, Tn, cells, seg, G);               \
+        if (f & GM_BEZIER) {                                                                         \
+            gm_bezier_table(points + 4 * i, invert[i], Tn, table, table + Tn, table + 2 * Tn, bounds); \
+            gm_bezier_##SUFFIX(o, C * V, table, table + Tn, Tn, cells, seg, seg + 3 * Tn, seg + 4 * Tn, G); \
+        }                                                                                            \
         if (f & (GM_INPAINT | GM_OUTPAINT)) {                                                        \
             const int64_t cnt = box_count[i] < slots ? box_count[i] : slots;                         \
             const int64_t *bc = box_corner + i * slots * 3, *bs = box_size + i * slots * 3;          \
@@ -370,6 +441,8 @@ done:                                                                           
     free(perm);                                                                                      \
     free(cells);                                                                                     \
     free(seg);                                                                                       \
+    free(table);                                                                                     \
+    free(bounds);                                                                                    \
     gm_plan_free(&plan);                                                                             \
     free(masks);                                                                                     \
     free(nb);                                                                                        \
@@ -380,4 +453,4 @@ GM_DEFINE_KERNELS(float, f32, gm_noise_f32)
 GM_DEFINE_KERNELS(double, f64, gm_noise_f64)
 
 /* lets the loader check that it talks to the kernel version it was written for */
-int gm_abi_version(void) { return 1; }
+int gm_abi_version(void) { return 3; }
