@@ -142,6 +142,11 @@ def test_low_level_arguments_are_checked():
         cpu_kernel.degrade(x, torch.full((2,), cpu_kernel.BEZIER, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="no boxes"):
         cpu_kernel.degrade(x, torch.full((2,), cpu_kernel.INPAINT, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    bad_corner = torch.tensor([[[0, 0, 6]], [[0, 0, 0]]])
+    with pytest.raises(ValueError, match="outside the sample"):
+        cpu_kernel.degrade(x, torch.full((2,), cpu_kernel.OUTPAINT, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
+                           box_count=torch.ones(2, dtype=torch.int64), box_corner=bad_corner,
+                           box_size=torch.full((2, 1, 3), 3))
     with pytest.raises(TypeError, match="float32/float64 CPU"):
         cpu_kernel.degrade(x.long(), torch.zeros(2, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
 

@@ -5,7 +5,9 @@
 - array transforms (``array``): ``RandLocalPixelShuffle``, ``RandBezierIntensity``, ``RandInPaint``,
   ``RandOutPaint``; dictionary transforms (``dictionary``): the same with a ``d`` suffix, plus
   ``GenesisDegraded``.
-- ``functional``: the batched torch kernels all of them share.
+- ``functional``: the batched kernels all of them share; on CPU they dispatch to ``cpu_kernel``
+  (the compiled one-pass C kernel, ``csrc/degrade.c``, built on first use) unless
+  ``kernel="torch"``; ``buffer_pool`` recycles its output buffers.
 """
 
 from . import functional

@@ -48,7 +48,7 @@ MAX_BOX_SLOTS = 64  # out-painting keeps one bit per box in a uint64 mask
 
 _ABI_VERSION = 3
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "degrade.c")
-_BASE_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-fno-strict-aliasing"]
+_BASE_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC"]
 _ERRORS = {1: "out of memory", 2: "invalid arguments"}
 
 
@@ -187,7 +187,7 @@ def load(required: bool = False) -> Optional[ctypes.CDLL]:
                                    "using the slower torch kernels", _reason)
                 _tried = True
     if _lib is None and required:
-        raise KernelUnavailableError(f"backend='c' needs the compiled CPU kernel: {_reason}")
+        raise KernelUnavailableError(f"kernel='c' needs the compiled CPU kernel: {_reason}")
     return _lib
 
 
@@ -273,6 +273,12 @@ def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target
         box_count = box_count.to(torch.int64).contiguous()
         box_corner = torch.nn.functional.pad(box_corner.to(torch.int64), (0, pad), value=0).contiguous()
         box_size = torch.nn.functional.pad(box_size.to(torch.int64), (0, pad), value=1).contiguous()
+        # the C code trusts the boxes: every active box must lie inside the sample
+        active = torch.arange(slots).unsqueeze(0) < box_count.clamp(max=slots).unsqueeze(1)  # (N, slots)
+        dims = torch.tensor([X, Y, Z])
+        inside = (box_corner >= 0) & (box_size >= 0) & (box_corner + box_size <= dims)
+        if not bool(inside.all(2)[active].all()):
+            raise ValueError(f"CPU kernel: a painting box lies outside the sample {(X, Y, Z)}")
     elif bool((flags & (INPAINT | OUTPAINT)).any()):
         raise ValueError("CPU kernel: painting flag set but no boxes given")
     fn = lib.gm_degrade_f32 if x.dtype == torch.float32 else lib.gm_degrade_f64

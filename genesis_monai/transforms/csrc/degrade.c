@@ -53,12 +53,16 @@ typedef struct {
     int has_spare;
 } gm_rng;
 
-static inline uint64_t gm_next64(gm_rng *r) {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ULL);
+#define GM_GOLDEN 0x9E3779B97F4A7C15ULL
+
+/* the SplitMix64 output function */
+static inline uint64_t gm_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
+
+static inline uint64_t gm_next64(gm_rng *r) { return gm_mix(r->state += GM_GOLDEN); }
 
 static inline uint32_t gm_next32(gm_rng *r) {
     if (r->has_spare) {
@@ -89,28 +93,15 @@ static inline uint32_t gm_below(gm_rng *r, uint32_t range) {
    per float, 53 per double. */
 static void gm_noise_f32(gm_rng *r, float *out, int64_t n) {
     const uint64_t base = r->state;
-    for (int64_t i = 0; i < n; ++i) {
-        uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z ^= z >> 31;
-        out[i] = (float)(z >> 40) * (1.0f / 16777216.0f);
-    }
-    r->state = base + (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    for (int64_t i = 0; i < n; ++i) out[i] = (float)(gm_mix(base + (uint64_t)(i + 1) * GM_GOLDEN) >> 40) * 0x1p-24f;
+    r->state = base + (uint64_t)n * GM_GOLDEN;
 }
 
 static void gm_noise_f64(gm_rng *r, double *out, int64_t n) {
     const uint64_t base = r->state;
-    for (int64_t i = 0; i < n; ++i) {
-        uint64_t z = base + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ULL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z ^= z >> 31;
-        out[i] = (double)(z >> 11) * (1.0 / 9007199254740992.0);
-    }
-    r->state = base + (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    for (int64_t i = 0; i < n; ++i) out[i] = (double)(gm_mix(base + (uint64_t)(i + 1) * GM_GOLDEN) >> 11) * 0x1p-53;
+    r->state = base + (uint64_t)n * GM_GOLDEN;
 }
-
 
 static inline int64_t gm_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
