@@ -226,17 +226,15 @@ class GenesisDegrade(Randomizable):
         if self.deform is None:
             return cpu_kernel.degrade(x, flags, seeds, target=True, n_blocks=self.n_blocks, **curves, **boxes)
         # the deformation sits between the flip (shared with the target) and the degradations
-        flip_bits = flags & 15
-        degraded, target = cpu_kernel.degrade(x, flip_bits, seeds, target=True)
+        degraded, target = cpu_kernel.degrade(x, flags & cpu_kernel.FLIP_BITS, seeds, target=True)
         degraded = self.deform(degraded, g).contiguous()
-        degraded = cpu_kernel.degrade(degraded, flags & 0xF0, seeds, n_blocks=self.n_blocks, **curves, **boxes)
+        degraded = cpu_kernel.degrade(degraded, flags & ~cpu_kernel.FLIP_BITS, seeds, n_blocks=self.n_blocks,
+                                      **curves, **boxes)
         return degraded, target
 
     def _degrade(self, x: torch.Tensor, g: Optional[torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._uses_cpu_kernel(x):
+        if self._uses_cpu_kernel(x):  # kernel="c" on an unsuitable tensor raises in here
             return self._degrade_cpu_kernel(x, g)
-        if self.kernel == "c":
-            raise ValueError(f"kernel='c' runs on float32/float64 CPU tensors, got {x.dtype} on {x.device}")
         N, device = x.shape[0], x.device
         if self.flip_rate > 0:
             degraded, target, _ = F.flip_pair(x, x, self.flip_rate, self.flip_rule, g)

@@ -37,13 +37,14 @@ import torch
 from . import buffer_pool
 
 __all__ = ["available", "unavailable_reason", "load", "degrade", "FLIP_C", "FLIP_X", "FLIP_Y", "FLIP_Z",
-           "SHUFFLE", "BEZIER", "INPAINT", "OUTPAINT", "MAX_BOX_SLOTS", "KernelUnavailableError"]
+           "FLIP_BITS", "SHUFFLE", "BEZIER", "INPAINT", "OUTPAINT", "MAX_BOX_SLOTS", "KernelUnavailableError"]
 
 logger = logging.getLogger(__name__)
 
 # per-sample flag bits, as in csrc/degrade.c
 FLIP_C, FLIP_X, FLIP_Y, FLIP_Z = 1, 2, 4, 8
 SHUFFLE, BEZIER, INPAINT, OUTPAINT = 16, 32, 64, 128
+FLIP_BITS = FLIP_C | FLIP_X | FLIP_Y | FLIP_Z
 MAX_BOX_SLOTS = 64  # out-painting keeps one bit per box in a uint64 mask
 
 _ABI_VERSION = 3
