@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 #: command name -> "module:function"
 COMMANDS: Dict[str, str] = {
-    "demo": "genesis_monai.demo:demo_cli",
+    "demo": "genesis_monai.transfer_demo:demo_cli",
     "demo-data": "genesis_monai.data.demo:write_demo_dataset",
     "extract-cubes": "genesis_monai.data.extract:extract_cubes_cli",
     "import-weights": "genesis_monai.weights:import_weights_cli",
@@ -19,7 +19,7 @@ COMMANDS: Dict[str, str] = {
 }
 
 _HELP = {
-    "demo": "pretrain briefly on the demo data, fine-tune pretrained vs scratch, infer, print a table",
+    "demo": "a bundle (--bundle, default models_genesis) on the demo data: pretrain, fine-tune pretrained vs scratch, infer, table",
     "demo-data": "write the procedural chest-CT demo data set (NIfTI + datalist) to DIR",
     "extract-cubes": "cut 64x64x32 pretraining cubes out of a folder of CT/MRI volumes",
     "import-weights": "convert a published checkpoint (SRC) into a state dict for our networks (DST)",

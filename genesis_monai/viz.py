@@ -2,8 +2,8 @@
 
 Matplotlib with the Agg canvas only (figures are built with :class:`matplotlib.figure.Figure`,
 never through pyplot's global state), so nothing needs a display and pictures can be saved
-from worker threads. Every picture is written to a temporary file in the target folder and
-renamed into place; parent folders are created.
+from worker threads. Every picture is written atomically (:func:`genesis_monai.io_utils.atomic_write`:
+a temporary file in the target folder, renamed into place); parent folders are created.
 
 Axial slices of (X, Y, Z) volumes are shown with X (patient right for RAS data) to the right
 and Y (anterior) up.
@@ -11,12 +11,12 @@ and Y (anterior) up.
 
 from __future__ import annotations
 
-import math
 import os
-import uuid
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from genesis_monai.io_utils import atomic_write
 
 __all__ = ["save_degradation_montage", "save_learning_curves", "save_overlay", "to_numpy"]
 
@@ -29,6 +29,7 @@ PRED_COLOUR = "#ff3030"
 
 def to_numpy(x: ArrayLike, name: str = "array") -> np.ndarray:
     """A float numpy copy of a numpy array / torch tensor (any device, grad or not) / sequence."""
+    # not monai.utils.convert_to_numpy: it would import MONAI (seconds) here and lose the error naming `name`
     if x is None:
         raise ValueError(f"{name} is None")
     if hasattr(x, "detach"):
@@ -56,17 +57,10 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: PathLike) -> str:
-    """Save ``fig`` as PNG at ``path`` atomically (temporary file + os.replace); returns the path."""
+    """Save ``fig`` as PNG at ``path`` atomically (:func:`genesis_monai.io_utils.atomic_write`); returns the path."""
     path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
     return path
 
 
@@ -302,25 +296,4 @@ def save_overlay(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
-
-
-def _montage_slices(volume: ArrayLike, path: PathLike, slices: Optional[Sequence[int]] = None,
-                    window: Sequence[float] = (-1000.0, 1000.0), title: str = "") -> str:
-    """Several axial slices of one (X, Y, Z) volume side by side (a quick look at a volume)."""
-    vol = _volume(volume, "volume")
-    depth = vol.shape[2]
-    slices = list(slices) if slices is not None else [int(round(f * (depth - 1))) for f in (0.2, 0.4, 0.5, 0.6, 0.8)]
-    lo, hi = (float(v) for v in window)
-    cols = min(len(slices), 5)
-    rows = math.ceil(len(slices) / cols)
-    fig = _figure(3.0 * cols, 3.0 * rows * vol.shape[1] / vol.shape[0] + 0.5)
-    for k, z in enumerate(slices):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(_axial(vol[:, :, z]), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        ax.set_title(f"z = {z}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
     return _save(fig, path)

@@ -9,7 +9,7 @@ the prose description (not from any upstream code). A sample is a float array (C
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -161,3 +161,12 @@ def reference_batch(x: np.ndarray, seed: Optional[int] = 0, **kwargs) -> Tuple[n
     rng = np.random.default_rng(seed)
     pairs = [models_genesis_pair(sample, rng, **kwargs) for sample in x]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def permutation_rows(n_rows: int, length: int, permuted_values: Callable) -> "torch.Tensor":
+    """(n_rows, length) permutations of range(length) from the package's value permuter
+    (``genesis_monai.transforms.shuffle._permuted_values``), for tests of its uniformity; the
+    package itself only ever permutes block offsets."""
+    import torch
+
+    return permuted_values(n_rows, torch.arange(length), None, torch.device("cpu"))

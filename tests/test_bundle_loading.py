@@ -12,7 +12,7 @@ import torch
 
 import genesis_monai
 from bundle_utils import BUNDLES_DIR, copy_bundle
-from genesis_monai.bundle_loading import bundle_network_def, load_bundle
+from genesis_monai.bundles import bundle_network_def, load_bundle
 
 BUNDLES = sorted(
     d for d in os.listdir(BUNDLES_DIR)
@@ -47,8 +47,8 @@ def bundle_dir(tmp_path_factory):
 def test_import_genesis_monai_stays_light():
     code = ("import sys, genesis_monai; "
             "assert 'monai.bundle' not in sys.modules, 'monai.bundle imported eagerly'; "
-            "assert 'genesis_monai.bundle_loading' not in sys.modules; "
-            "f = genesis_monai.load_bundle; assert f.__module__ == 'genesis_monai.bundle_loading'; print('ok')")
+            "assert 'genesis_monai.bundles' not in sys.modules; "
+            "f = genesis_monai.load_bundle; assert f.__module__ == 'genesis_monai.bundles'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
     assert genesis_monai.load_bundle is load_bundle

@@ -222,3 +222,34 @@ def test_normalise_intensity_range():
     np.testing.assert_allclose(normalise_intensity(x, -1000, 1000), [0, 0, 0.425, 0.5, 1, 1], atol=1e-7)
     y = normalise_intensity(np.linspace(-1e4, 1e4, 1001), -0.1, 0.3)
     assert y.dtype == np.float32 and y.min() == 0.0 and y.max() == 1.0
+
+
+def test_benchmark_baseline_agrees_with_the_oracle():
+    # the benchmark's own reference-style loop and the tests' oracle: same cubes, same accepted candidates
+    from genesis_monai.benchmarks.reference_loop import reference_loop_extract
+
+    vol = synthetic_chest_ct((40, 40, 24), seed=4)
+    crop = (8, 8, 4)
+    low, high = corner_ranges(vol.shape, crop=crop, border=(2, 2, 2))
+    corners = draw_corners(np.random.default_rng(0), 120, low, high)
+    for lung_max in (0.1, 0.3, 0.6):
+        base, base_taken = reference_loop_extract(vol, corners, 5, crop=crop, lung_max=lung_max)
+        ref, ref_taken = reference_extract(vol, corners, 5, crop=crop, lung_max=lung_max)
+        assert base_taken == ref_taken
+        np.testing.assert_array_equal(base, ref)
+
+
+def test_options_object_and_keywords_give_the_same_cubes():
+    from genesis_monai.data.extraction_options import ExtractionOptions
+
+    vol = synthetic_chest_ct((72, 72, 40), seed=1)
+    opts = ExtractionOptions(scale=4, crop=(16, 16, 8), border=(4, 4, 2), lung_max=0.3)
+    a = extract_cubes(vol, seed=3, options=opts)
+    b = extract_cubes(vol, seed=3, scale=4, crop=(16, 16, 8), border=(4, 4, 2), lung_max=0.3)
+    c = extract_cubes(vol, seed=3, options=opts.replace(scale=99), scale=4)  # explicit scale wins
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    with pytest.raises(ValueError, match=r"unknown cube extraction option.*'lungmax'"):
+        extract_cubes(vol, lungmax=0.2)
+    with pytest.raises(ValueError, match="unknown rule 'lungs'"):
+        extract_cubes(vol, rule="lungs")

@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 
 from genesis_monai.data.demo import demo_data_dir, demo_split, make_demo_volume, write_demo_dataset
+from genesis_monai.io_utils import PARTIAL_SUFFIX
 
 # a 320 mm chest at half the default resolution: 8x fewer voxels than the default volumes
 SMALL = dict(shape=(64, 64, 32), spacing=(5.0, 5.0, 10.0))
@@ -140,7 +141,7 @@ def test_files_layout_and_nifti_geometry(written):
         ref_img, ref_lab = make_demo_volume(i, seed=0, **SMALL)
         np.testing.assert_array_equal(np.asanyarray(img.dataobj), ref_img)
         np.testing.assert_array_equal(np.asanyarray(lab.dataobj), ref_lab)
-    assert not [f for f in os.listdir(os.path.join(out, "imagesTr")) if f.endswith(".tmp")]
+    assert not [f for f in os.listdir(os.path.join(out, "imagesTr")) if f.endswith((".tmp", PARTIAL_SUFFIX))]
 
 
 def test_datalist_paths_exist_and_splits_are_disjoint(written):
@@ -229,8 +230,8 @@ def test_command_line(tmp_path):
 
 
 def test_smoothing_matches_a_gaussian_filter():
-    from genesis_monai.data.demo import _smooth
+    from genesis_monai.data.demo.geometry import smooth
 
     a = np.random.default_rng(0).random((12, 13, 9)).astype(np.float32)
     ref = ndimage.gaussian_filter(a, (1.0, 0.6, 0.0), mode="nearest", truncate=3.0)
-    np.testing.assert_allclose(_smooth(a, (1.0, 0.6, 0.0)), ref, atol=2e-4)
+    np.testing.assert_allclose(smooth(a, (1.0, 0.6, 0.0)), ref, atol=2e-4)

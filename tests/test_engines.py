@@ -12,8 +12,6 @@ from genesis_monai.engines import (
     PrepareDegradedBatch,
     Provenance,
     latest_checkpoint,
-    lower_is_better,
-    metric_lower_is_better,
 )
 
 
@@ -97,14 +95,15 @@ def test_epoch_time_budget_stops_at_epoch_boundary():
 
 
 def test_provenance_tracks_epochs_and_round_trips(tmp_path):
-    prov = Provenance("models_genesis", config={"rates": (0.4, 0.5), "shape": torch.tensor([64, 64, 32])},
+    prov = Provenance("models_genesis", settings={"rates": (0.4, 0.5), "shape": torch.tensor([64, 64, 32])},
                       data={"n": 3})
     engine = Engine(lambda e, b: None)
     prov.attach(engine)
-    engine.run(range(2), max_epochs=3)
+    engine.run([{"image": torch.zeros(2, 1, 8, 8, 8)}] * 2, max_epochs=3)
     state = prov.state_dict()
     assert state["epochs_completed"] == 3 and state["iterations_completed"] == 6
-    assert state["config"]["shape"] == [64, 64, 32] and state["config"]["rates"] == [0.4, 0.5]
+    assert state["input_shape"] == [2, 1, 8, 8, 8]
+    assert state["settings"]["shape"] == [64, 64, 32] and state["settings"]["rates"] == [0.4, 0.5]
     torch.save({"provenance": state}, tmp_path / "p.pt")
     loaded = torch.load(tmp_path / "p.pt", weights_only=True)["provenance"]
     other = Provenance("x")
@@ -112,11 +111,7 @@ def test_provenance_tracks_epochs_and_round_trips(tmp_path):
     assert other.record["method"] == "models_genesis"
 
 
-def test_scores_and_latest_checkpoint(tmp_path):
-    assert lower_is_better(0.1, 0.2) and not lower_is_better(0.3, 0.2)
-    engine = Engine(lambda e, b: None)
-    engine.state.metrics = {"val_mse": 0.25}
-    assert metric_lower_is_better("val_mse")(engine) == -0.25
+def test_latest_checkpoint(tmp_path):
     assert latest_checkpoint(str(tmp_path), "resume") is None
     (tmp_path / "resume_a.pt").write_bytes(b"a")
     time.sleep(0.01)

@@ -132,9 +132,9 @@ def test_nothing_usable_errors_and_keeps_old_files(tmp_path):
         extract_cubes_from_folder(bad, str(out), **KW)
     assert (out / "keep.npy").read_bytes() == b"precious"
     assert not [f for f in os.listdir(out) if f.startswith("bat_") or f.endswith(".partial")]
-    # a rule nothing passes says what the candidates scored
+    # a rule nothing passes says what the candidates scored (two volumes: training and validation)
     data = str(tmp_path / "data")
-    _ct_folder(data, n=1)
+    _ct_folder(data, n=2)
     with pytest.raises(ValueError, match="densest candidate scored .* < tissue_min 1.1"):
         extract_cubes_from_folder(data, str(tmp_path / "out3"), **{**KW, "rule": "tissue", "tissue_min": 1.1})
     with pytest.raises(ValueError, match="unknown cube extraction option"):

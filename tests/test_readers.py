@@ -137,3 +137,48 @@ def test_list_volumes(tmp_path):
     found = list_volumes(str(tmp_path), exclude=[str(tmp_path / "out")])
     rel = [os.path.relpath(p, tmp_path) for p in found]
     assert rel == sorted(["a.nii.gz", "c.mhd", os.path.join("patient", "series1"), os.path.join("sub", "b.nii")])
+
+
+def test_list_volumes_of_the_folder_only_and_has_volumes(tmp_path):
+    _nifti(tmp_path / "a.nii.gz", _volume())
+    (tmp_path / "sub").mkdir()
+    _nifti(tmp_path / "sub" / "b.nii", _volume())
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "x.dcm").write_bytes(b"x")
+    deep = tmp_path / "sub" / "deep_series"
+    deep.mkdir()
+    (deep / "y.dcm").write_bytes(b"y")
+    assert list_volumes(str(tmp_path), recursive=False) == [str(tmp_path / "a.nii.gz"), str(series)]
+    assert readers.has_volumes(str(tmp_path))
+    assert not readers.has_volumes(str(tmp_path / "sub"), exclude=[str(tmp_path / "sub")])
+    (tmp_path / "labels_only" / "labelsTr").mkdir(parents=True)
+    _nifti(tmp_path / "labels_only" / "labelsTr" / "l.nii.gz", _volume())
+    assert not readers.has_volumes(str(tmp_path / "labels_only"))
+
+
+def test_header_without_voxels(tmp_path):
+    path = _nifti(tmp_path / "ct.nii.gz", _volume((20, 18, 12))[..., None])  # trailing singleton dropped
+    header = readers.read_volume_header(path)
+    assert header.shape == (20, 18, 12) and header.reader == "NibabelReader"
+    np.testing.assert_allclose(header.spacing, (0.7, 0.7, 2.5), rtol=1e-6)
+    (tmp_path / "broken.nii.gz").write_bytes(b"garbage")
+    with pytest.raises(VolumeReadError, match="broken.nii.gz: cannot be read with NibabelReader"):
+        readers.read_volume_header(str(tmp_path / "broken.nii.gz"))
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "a.dcm").write_bytes(b"x")
+    if readers._installed("itk") or readers._installed("pydicom"):
+        assert readers.read_volume_header(str(tmp_path / "series")) is None  # a series: not known cheaply
+
+
+def test_metaimage_header(tmp_path):
+    itk = pytest.importorskip("itk")
+    image = itk.image_from_array(np.zeros((10, 14, 16), np.int16))  # itk arrays are (z, y, x)
+    image.SetSpacing((0.8, 0.7, 2.0))
+    itk.imwrite(image, str(tmp_path / "ct.mhd"))
+    header = readers.read_volume_header(str(tmp_path / "ct.mhd"))
+    assert header.shape == (16, 14, 10) and header.reader == "ITKReader"
+    np.testing.assert_allclose(header.spacing, (0.8, 0.7, 2.0), rtol=1e-6)
+    (tmp_path / "bad.mhd").write_text("garbage")
+    with pytest.raises(VolumeReadError, match="bad.mhd: cannot be read with ITKReader"):
+        readers.read_volume_header(str(tmp_path / "bad.mhd"))

@@ -13,9 +13,10 @@ import reference_degradations as ref
 from genesis_monai.transforms import (GenesisDegrade, GenesisDegraded, RandBezierIntensity, RandBezierIntensityd,
                                       RandInPaint, RandInPaintd, RandLocalPixelShuffle, RandLocalPixelShuffled,
                                       RandOutPaint, RandOutPaintd)
-from genesis_monai.transforms import batch as batch_module
 from genesis_monai.transforms import cpu_kernel
+from genesis_monai.transforms import execution as execution_module
 from genesis_monai.transforms import functional as F
+from genesis_monai.transforms import shuffle as shuffle_module
 
 CUBE = (64, 64, 32)
 
@@ -274,17 +275,20 @@ def test_genesis_degrade_reproducible_and_per_sample(kernel):
 
 def _record_calls(monkeypatch, kernel):
     """Patch the kernels so each call records which samples (tagged by voxel 0) it received: the
-    torch path calls one functional kernel per degradation, the C path passes per-sample flags."""
+    torch executor calls one torch kernel per degradation, the C executor passes per-sample flags."""
     seen = {}
     if kernel == "torch":
-        def wrap(name, fn):
-            def inner(v, *args, **kwargs):
-                seen.setdefault(name, []).extend(v[:, 0, 0, 0, 0].tolist())
-                return fn(v, *args, **kwargs)
-            monkeypatch.setattr(batch_module.F, name, inner)
+        def wrap(attr, name_of):
+            fn = getattr(execution_module, attr)
 
-        for name in ("local_pixel_shuffle", "bezier_map", "in_paint", "out_paint"):
-            wrap(name, getattr(F, name))
+            def inner(v, *args, **kwargs):
+                seen.setdefault(name_of(args), []).extend(v[:, 0, 0, 0, 0].tolist())
+                return fn(v, *args, **kwargs)
+            monkeypatch.setattr(execution_module, attr, inner)
+
+        wrap("shuffle_torch", lambda args: "local_pixel_shuffle")
+        wrap("bezier_torch", lambda args: "bezier_map")
+        wrap("paint_torch", lambda args: "in_paint" if args[1] == "inside" else "out_paint")  # (mask, fill, g)
         return seen
     bits = {"local_pixel_shuffle": cpu_kernel.SHUFFLE, "bezier_map": cpu_kernel.BEZIER,
             "in_paint": cpu_kernel.INPAINT, "out_paint": cpu_kernel.OUTPAINT}
@@ -294,7 +298,7 @@ def _record_calls(monkeypatch, kernel):
         for name, bit in bits.items():
             seen.setdefault(name, []).extend(x[(flags & bit) != 0][:, 0, 0, 0, 0].tolist())
         return real(x, flags, *args, **kwargs)
-    monkeypatch.setattr(batch_module.cpu_kernel, "degrade", degrade)
+    monkeypatch.setattr(cpu_kernel, "degrade", degrade)
     return seen
 
 
@@ -343,9 +347,9 @@ def test_presets_and_validation():
 
 def test_genesis_degrade_2d_and_numpy(kernel):
     x = torch.rand(5, 1, 64, 64, generator=gen(37))
-    degraded, target = GenesisDegrade(flip_rule="spatial", kernel=kernel)(x, generator=gen(38))
+    degraded, target = GenesisDegrade(flip_rule="spatial", kernel=kernel, spatial_dims=2)(x, generator=gen(38))
     assert degraded.shape == x.shape and (degraded != target).any()
-    d_np, t_np = GenesisDegrade(seed=1, kernel=kernel)(x.numpy())
+    d_np, t_np = GenesisDegrade(seed=1, kernel=kernel, spatial_dims=2)(x.numpy())
     assert isinstance(d_np, np.ndarray) and d_np.shape == x.shape
 
 
@@ -426,8 +430,9 @@ def test_permutation_rows_are_uniform_permutations(length):
     # otherwise) and the torch.sort fallback: every row a permutation, every position uniform
     torch.manual_seed(11)
     n = 12000
-    for perm in (F._permutation_rows(n, length, None, torch.device("cpu")),
-                 F._permutation_rows_sorted(n, length, None, torch.device("cpu"))):
+    cpu = torch.device("cpu")
+    for perm in (ref.permutation_rows(n, length, shuffle_module._permuted_values),
+                 shuffle_module._permutation_rows_sorted(n, length, None, cpu)):
         assert torch.equal(perm.sort(1).values, torch.arange(length).expand(n, -1))
         for col in (0, length - 1):
             counts = torch.bincount(perm[:, col], minlength=length).double()
@@ -435,5 +440,5 @@ def test_permutation_rows_are_uniform_permutations(length):
             chi2 = float(((counts - expected) ** 2 / expected).sum())
             assert chi2 < length - 1 + 6 * math.sqrt(2 * (length - 1)) + 10
     values = torch.tensor([0, 7, 2048, 2055, 4096])
-    out = F._permuted_values(1000, values, None, torch.device("cpu"))
+    out = shuffle_module._permuted_values(1000, values, None, cpu)
     assert torch.equal(out.sort(1).values, values.expand(1000, -1))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from genesis_monai import viz
+from genesis_monai.io_utils import PARTIAL_SUFFIX
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -23,7 +24,7 @@ def _read_png(path):
 
 
 def _no_temp_files(folder):
-    return not [f for f in os.listdir(folder) if f.endswith(".tmp") or ".tmp." in f]
+    return not [f for f in os.listdir(folder) if f.endswith(PARTIAL_SUFFIX) or ".tmp" in f]
 
 
 def _batch(n=3, shape=(16, 16, 8), seed=0):

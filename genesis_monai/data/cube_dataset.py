@@ -18,8 +18,10 @@ import warnings
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
+from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset
+
+from genesis_monai.data.folds import REFERENCE_SPLITS  # noqa: F401 (also importable from here)
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,6 @@ __all__ = [
     "CubeDataset",
 ]
 
-#: the reference fold -> split rule (LUNA16 subsets): train 0-4, validation 5-6, test 7-9
-REFERENCE_SPLITS: Dict[str, Tuple[int, ...]] = {"training": (0, 1, 2, 3, 4), "validation": (5, 6), "test": (7, 8, 9)}
 #: ``bat_{scale}_s_{X}x{Y}x{Z}_{fold}.npy`` (training scripts) or without ``_s`` (the upstream generator)
 CUBE_FILE_RE = re.compile(r"^bat_(?P<scale>\d+)(?P<s>_s)?_(?P<x>\d+)x(?P<y>\d+)x(?P<z>\d+)_(?P<fold>\d+)\.npy$")
 
@@ -255,5 +255,5 @@ class CubeDataset(Dataset):
         cube = np.array(arr if self._single[f] else arr[j], dtype=np.float32)  # copy out of the memory map
         if self.check_range:
             self._check_cube(cube, path, j)
-        item = {"image": torch.from_numpy(cube)[None]}
+        item = {"image": convert_to_tensor(cube[None], track_meta=False)}  # a plain tensor, no copy
         return self.transform(item) if self.transform is not None else item

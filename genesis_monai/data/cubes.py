@@ -5,7 +5,8 @@ re-written with array operations:
 
 * intensities: CT clipped to the HU window [-1000, 1000] and scaled to [0, 1]; MRI clipped to a
   fixed window (default 0..4000, the reference README's advice) or scaled by each image's own
-  min..max (the authors' advice in ModelsGenesis #36), see :func:`intensity_window`;
+  min..max (the authors' advice in ModelsGenesis #36): the presets of
+  :mod:`genesis_monai.data.intensity` (:func:`intensity_window`);
 * candidate corners drawn uniformly with a border of ``border`` voxels from the volume edges,
   crop ``crop`` plus ``len_depth`` look-ahead slices (64 x 64 x (32 + 3));
 * the rejection ("lung") rule: a voxel of the first ``crop[2]`` slices scores 1 if it is dense
@@ -27,6 +28,9 @@ What differs from the reference loop, and why:
   needed (the reference skipped them silently, and checked only the slice count);
 * the foreground rule is configurable (``rule``): ``"lung"`` (reference), ``"tissue"`` (the inverse:
   keep crops with at least ``tissue_min`` dense score, e.g. for abdominal CT or MRI), ``"off"``.
+
+Every option is a field of :class:`genesis_monai.data.extraction_options.ExtractionOptions`
+(declared and validated there once).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from genesis_monai.data.extraction_options import RULES, ExtractionOptions, as_extraction_options
+from genesis_monai.data.intensity import MODALITIES, intensity_window, normalise_intensity
 
 __all__ = [
     "extract_cubes",
@@ -52,12 +59,6 @@ __all__ = [
     "MRI_TISSUE_THRESHOLD",
 ]
 
-#: rejection rules: "lung" rejects crops whose dense score > lung_max (reference); "tissue" rejects
-#: crops whose dense score < tissue_min (keep foreground); "off" accepts every candidate;
-#: "auto" = "lung" for CT, "tissue" for MRI.
-RULES = ("auto", "lung", "tissue", "off")
-#: modality names; "mri" = "mri_fixed" (clip to ``mri_window``), "mri_minmax" = per-image min..max
-MODALITIES = ("ct", "mri", "mri_fixed", "mri_minmax")
 #: default dense threshold for MRI in normalised units (just above the dark background); our
 #: choice, the reference has no MRI rule
 MRI_TISSUE_THRESHOLD = 0.05
@@ -68,6 +69,8 @@ _GATHER_MAX = 32
 #: cost of building the summed-volume table, in voxel-gathers per voxel of the region it covers
 #: (measured on a 2-core CPU: ~0.2 s for a 311x311x137 region vs ~0.9 ms per 64x64x33 gather)
 _TABLE_COST = 2.5
+#: the options used when none are given
+_DEFAULT_OPTIONS = ExtractionOptions()
 
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821 - torch only named for type readers
 
@@ -77,65 +80,11 @@ class VolumeTooSmallError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- #
-# intensities
-# --------------------------------------------------------------------------------------------- #
-def _canonical_modality(modality: str, mri_normalization: str) -> str:
-    modality = str(modality).lower()
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; choose one of {MODALITIES}")
-    if modality == "mri":
-        if mri_normalization not in ("fixed", "minmax"):
-            raise ValueError(f"mri_normalization must be 'fixed' or 'minmax', got {mri_normalization!r}")
-        modality = f"mri_{mri_normalization}"
-    return modality
-
-
-def intensity_window(
-    volume: np.ndarray,
-    modality: str = "ct",
-    *,
-    hu_window: Sequence[float] = (-1000, 1000),
-    mri_window: Sequence[float] = (0, 4000),
-    mri_normalization: str = "fixed",
-    window: Optional[Sequence[float]] = None,
-) -> Tuple[float, float]:
-    """The (lo, hi) intensity window mapped to [0, 1] for ``volume``.
-
-    ``window`` overrides everything; CT uses ``hu_window``; ``"mri"`` / ``"mri_fixed"`` uses
-    ``mri_window``; ``"mri_minmax"`` (or ``mri_normalization="minmax"``) uses the volume's own
-    min and max. Raises ValueError when the window is empty (e.g. a constant MRI volume).
-    """
-    modality = _canonical_modality(modality, mri_normalization)
-    if window is not None:
-        lo, hi = (float(v) for v in window)
-    elif modality == "ct":
-        lo, hi = (float(v) for v in hu_window)
-    elif modality == "mri_fixed":
-        lo, hi = (float(v) for v in mri_window)
-    else:
-        lo, hi = float(np.min(volume)), float(np.max(volume))
-        if not hi > lo:
-            raise ValueError(f"constant volume (all values {lo}): per-image min-max normalisation is undefined")
-    if not hi > lo:
-        raise ValueError(f"intensity window must have hi > lo, got ({lo}, {hi})")
-    return lo, hi
-
-
-def normalise_intensity(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``clip(values, lo, hi)`` mapped linearly to [0, 1], as float32 (any shape in, same shape out)."""
-    out = np.clip(np.asarray(values, dtype=np.float32), lo, hi)
-    out -= np.float32(lo)
-    out /= np.float32(hi - lo)
-    # float32 rounding can leave 1 + eps when hi - lo is not representable: keep the contract exact
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
-
-
-# --------------------------------------------------------------------------------------------- #
 # candidate corners
 # --------------------------------------------------------------------------------------------- #
 def corner_ranges(
-    shape: Sequence[int], crop: Sequence[int] = (64, 64, 32), len_depth: int = 3, border: Sequence[int] = (100, 100, 30)
+    shape: Sequence[int], crop: Sequence[int] = _DEFAULT_OPTIONS.crop, len_depth: int = _DEFAULT_OPTIONS.len_depth,
+    border: Sequence[int] = _DEFAULT_OPTIONS.border,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Inclusive (low, high) corner ranges per axis, as the reference draws them.
 
@@ -228,7 +177,8 @@ def _dense(values: np.ndarray, thr: float) -> np.ndarray:
     return values >= t
 
 
-def crop_scores(crops: np.ndarray, threshold: float, deps: Optional[int] = None, len_depth: int = 3) -> np.ndarray:
+def crop_scores(crops: np.ndarray, threshold: float, deps: Optional[int] = None,
+                len_depth: int = _DEFAULT_OPTIONS.len_depth) -> np.ndarray:
     """The reference tissue score of each crop, (K,) float64.
 
     Args:
@@ -267,12 +217,12 @@ def _reject(double_scores: np.ndarray, rule: str, limit2: float) -> np.ndarray:
 def rejection_decisions(
     crops: np.ndarray,
     threshold: float = 0.425,
-    lung_max: float = 0.15,
+    lung_max: float = _DEFAULT_OPTIONS.lung_max,
     *,
     deps: Optional[int] = None,
-    len_depth: int = 3,
+    len_depth: int = _DEFAULT_OPTIONS.len_depth,
     rule: str = "lung",
-    tissue_min: float = 0.5,
+    tissue_min: float = _DEFAULT_OPTIONS.tissue_min,
 ) -> np.ndarray:
     """True where the crop is rejected, (K,) bool, for crops (K, X, Y, deps + len_depth) of normalised values.
 
@@ -289,7 +239,7 @@ def rejection_decisions(
     return _reject(_double_scores(_dense(crops, threshold), int(deps), int(len_depth)), rule, limit2)
 
 
-def volume_score_table(dense: np.ndarray, len_depth: int = 3) -> np.ndarray:
+def volume_score_table(dense: np.ndarray, len_depth: int = _DEFAULT_OPTIONS.len_depth) -> np.ndarray:
     """Summed-volume table of twice the per-voxel score of a boolean volume ``dense`` (X, Y, Z).
 
     Returns S with shape (X + 1, Y + 1, Z) (Z - 1 scored slices when len_depth >= 2, since slice d
@@ -324,6 +274,7 @@ def _box_sums(table: np.ndarray, corners: np.ndarray, size: Sequence[int]) -> np
 # the extractor
 # --------------------------------------------------------------------------------------------- #
 def _as_numpy(volume: Any) -> np.ndarray:
+    # not monai.utils.convert_to_numpy: importing MONAI costs seconds and this module needs only NumPy
     if hasattr(volume, "detach") and hasattr(volume, "cpu"):  # torch.Tensor / MetaTensor
         volume = volume.detach().cpu().numpy()
     return np.asarray(volume)
@@ -340,92 +291,66 @@ def _raw_threshold(t_norm: float, lo: float, hi: float) -> float:
 
 def extract_cubes(
     volume: ArrayLike,
-    scale: int = 32,
-    modality: str = "ct",
+    scale: Optional[int] = None,
+    modality: Optional[str] = None,
     seed: Union[None, int, np.random.Generator] = None,
     *,
-    crop: Sequence[int] = (64, 64, 32),
-    len_depth: int = 3,
-    border: Sequence[int] = (100, 100, 30),
-    hu_window: Sequence[float] = (-1000, 1000),
-    tissue_threshold_hu: float = -150,
-    lung_max: float = 0.15,
-    tries_factor: int = 50,
-    rule: str = "auto",
-    tissue_threshold: Optional[float] = None,
-    tissue_min: float = 0.5,
-    mri_window: Sequence[float] = (0, 4000),
-    mri_normalization: str = "fixed",
-    window: Optional[Sequence[float]] = None,
-    method: str = "auto",
+    options: Optional[ExtractionOptions] = None,
     return_info: bool = False,
+    **option_overrides: Any,
 ) -> Union[np.ndarray, Tuple[np.ndarray, Dict[str, Any]]]:
     """Cut up to ``scale`` pretraining cubes out of one volume, as the reference LUNA16 generator does.
 
     Args:
         volume: (X, Y, Z) array (NumPy or torch) in HU for CT, raw intensities for MRI; axis order
             as the reference (SimpleITK array transposed to x, y, z; MONAI's readers give it).
-        scale: cubes wanted per volume (32 in the paper); fewer come back when candidates run out.
-        modality: ``"ct"``, ``"mri"`` (= ``"mri_fixed"``: clip to ``mri_window``) or ``"mri_minmax"``.
+        scale: cubes wanted per volume (default 32, as in the paper); fewer come back when candidates
+            run out.
+        modality: ``"ct"`` (default), ``"mri"`` (= ``"mri_fixed"``: clip to ``mri_window``) or
+            ``"mri_minmax"``.
         seed: int / None / ``np.random.Generator``; the same int gives the same cubes.
-        crop: output cube size (X, Y, Z); the candidate reads ``len_depth`` more slices.
-        len_depth: look-ahead slices of the rejection rule (3 in the reference).
-        border: voxels kept free from the volume edges per axis (100, 100, 30 in the reference;
-            e.g. (8, 8, 4) for small demo volumes).
-        hu_window: CT window clipped and mapped to [0, 1].
-        tissue_threshold_hu: dense-voxel threshold in the volume's own units (HU for CT): -150.
-        lung_max: ``"lung"`` rule limit: reject when score > lung_max * cube volume (0.15).
-        tries_factor: at most ``tries_factor * scale`` candidates (50 * scale).
-        rule: ``"lung"`` (reference), ``"tissue"`` (inverse: reject when score < ``tissue_min`` *
-            cube volume, i.e. keep foreground, for other anatomy or MRI), ``"off"`` (every
-            candidate is kept) or ``"auto"`` (lung for CT, tissue for MRI).
-        tissue_threshold: dense threshold in normalised [0, 1] units; overrides
-            ``tissue_threshold_hu`` (default for MRI: :data:`MRI_TISSUE_THRESHOLD`).
-        tissue_min: ``"tissue"`` rule limit (fraction of the cube volume).
-        mri_window: MRI clip range (0..4000 as the reference README advises).
-        mri_normalization: ``"fixed"`` (``mri_window``) or ``"minmax"`` (each image's min..max, as the
-            authors advise in ModelsGenesis #36) for ``modality="mri"``.
-        window: (lo, hi) overriding the intensity window of any modality.
-        method: ``"gather"`` (score batches of gathered crops), ``"table"`` (summed-volume table),
-            or ``"auto"`` (gather; switch to the table when the candidates still expected at the
-            observed acceptance rate would cost more to gather than the table). All give identical
-            cubes for the same seed.
+        options: an :class:`~genesis_monai.data.extraction_options.ExtractionOptions` (default: the
+            reference recipe); ``scale``, ``modality`` and ``option_overrides`` are applied on top.
         return_info: also return ``{"corners": (n, 3) accepted corners, "tries": candidates tested,
             "window": (lo, hi), "threshold": raw dense threshold, "rule", "method", "score_range":
             (lowest, highest) dense score of the tested candidates as a fraction of the cube volume}``.
+        **option_overrides: any field of ``ExtractionOptions`` by name, the ones used here being
+            ``crop`` (output cube X, Y, Z; a candidate reads ``len_depth`` more slices), ``len_depth``,
+            ``border`` (voxels kept free from the edges: 100, 100, 30 in the reference, e.g. 8, 8, 4
+            for small volumes), ``rule`` (``"lung"``: reject when the dense score > ``lung_max`` *
+            cube volume; ``"tissue"``: reject when < ``tissue_min`` * cube volume; ``"off"``;
+            ``"auto"``: lung for CT, tissue for MRI), ``lung_max``, ``tissue_min``,
+            ``tissue_threshold_hu`` (dense threshold in the volume's units, -150), ``tissue_threshold``
+            (in normalised units, overriding it; MRI default :data:`MRI_TISSUE_THRESHOLD`),
+            ``hu_window``, ``mri_window``, ``mri_normalization``, ``window``, ``tries_factor`` (at most
+            ``tries_factor * scale`` candidates) and ``method`` (``"gather"``: score batches of gathered
+            crops; ``"table"``: a summed-volume table; ``"auto"``: gather, switching to the table when
+            the candidates still expected would cost more to gather; all give identical cubes).
 
     Returns:
         float32 array (n, X, Y, Z) in [0, 1], n <= scale (n = 0 when no candidate passes).
 
     Raises:
         VolumeTooSmallError: the volume cannot hold crop + borders (the message gives the size needed).
-        ValueError: not a 3D array, non-finite values, bad options.
+        ValueError: not a 3D array, non-finite values, bad options (named).
     """
+    changes = dict(option_overrides)
+    changes.update({k: v for k, v in (("scale", scale), ("modality", modality)) if v is not None})
+    opts = as_extraction_options(options if options is not None else _DEFAULT_OPTIONS, **changes)
     vol = _as_numpy(volume)
     if vol.ndim != 3:
         raise ValueError(f"expected a 3D volume (X, Y, Z), got shape {vol.shape}")
     if not np.issubdtype(vol.dtype, np.number) or np.issubdtype(vol.dtype, np.complexfloating):
         raise ValueError(f"expected a real-valued volume, got dtype {vol.dtype}")
-    scale = int(scale)
-    if scale < 1 or int(tries_factor) < 1:
-        raise ValueError(f"scale and tries_factor must be >= 1, got {scale}, {tries_factor}")
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {RULES}")
-    if method not in ("auto", "gather", "table"):
-        raise ValueError(f"unknown method {method!r}; choose 'auto', 'gather' or 'table'")
-    crop = tuple(int(c) for c in crop)
-    len_depth = int(len_depth)
-    if len_depth < 1:
-        raise ValueError(f"len_depth must be >= 1, got {len_depth}")
-    modality = _canonical_modality(modality, mri_normalization)
-    low, high = corner_ranges(vol.shape, crop, len_depth, border)
-    lo, hi = intensity_window(vol, modality, hu_window=hu_window, mri_window=mri_window, window=window)
-    if rule == "auto":
-        rule = "lung" if modality == "ct" else "tissue"
-    if tissue_threshold is not None:
-        thr = _raw_threshold(float(tissue_threshold), lo, hi)
-    elif modality == "ct":
-        thr = float(tissue_threshold_hu)  # HU directly: for integer HU this is exactly the reference's 0.425 test
+    scale, crop, len_depth, method = opts.scale, opts.crop, opts.len_depth, opts.method
+    low, high = corner_ranges(vol.shape, crop, len_depth, opts.border)
+    lo, hi = intensity_window(vol, opts.preset, hu_window=opts.hu_window, mri_window=opts.mri_window,
+                              window=opts.window)
+    rule = opts.effective_rule
+    if opts.tissue_threshold is not None:
+        thr = _raw_threshold(opts.tissue_threshold, lo, hi)
+    elif opts.preset == "ct":
+        thr = opts.tissue_threshold_hu  # HU directly: for integer HU this is exactly the reference's 0.425 test
     else:
         thr = _raw_threshold(MRI_TISSUE_THRESHOLD, lo, hi)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -434,8 +359,8 @@ def extract_cubes(
     depth = cz + (1 if len_depth >= 2 else 0)  # slices the rule reads per candidate (d and d + 1)
     windows = sliding_window_view(vol, (cx, cy, max(depth, cz)))
     n_vox = cx * cy * cz
-    rule, limit2 = _limits(rule, n_vox, lung_max, tissue_min)
-    max_tries = int(tries_factor) * scale
+    rule, limit2 = _limits(rule, n_vox, opts.lung_max, opts.tissue_min)
+    max_tries = opts.tries_factor * scale
 
     accepted: list = []  # corners, in candidate order
     seen = (2 * n_vox + 1, -1)  # lowest / highest doubled score among tested candidates (for messages)

@@ -1,24 +1,28 @@
-"""Glue for MONAI/Ignite workflows: on-device degradation, monitors, provenance, scores."""
+"""Glue for MONAI/Ignite workflows: on-device degradation, output selection, monitors, provenance, budgets."""
 
-from genesis_monai.engines.prepare_batch import PrepareDegradedBatch
+from genesis_monai.engines.budget import EpochTimeBudget
+from genesis_monai.engines.checkpoints import latest_checkpoint
+from genesis_monai.engines.loss_terms import LossTermsHandler
+from genesis_monai.engines.outputs import (OutputKey, output_tensors, pred_target_transform, scalars_transform,
+                                           select_output)
+from genesis_monai.engines.prepare_batch import RESTORATION_TARGET, PrepareDegradedBatch
 from genesis_monai.engines.provenance import Provenance
-from genesis_monai.engines.restoration_monitor import CollapseDetector, RestorationSampleSaver, output_tensors
-from genesis_monai.engines.scores import lower_is_better, metric_lower_is_better
+from genesis_monai.engines.restoration_monitor import CollapseDetector, RestorationSampleSaver
+from genesis_monai.engines.run_settings import log_demo_caps
 
 __all__ = [
     "PrepareDegradedBatch",
+    "RESTORATION_TARGET",
     "CollapseDetector",
     "RestorationSampleSaver",
+    "LossTermsHandler",
     "Provenance",
+    "OutputKey",
+    "select_output",
     "output_tensors",
-    "lower_is_better",
-    "metric_lower_is_better",
+    "pred_target_transform",
+    "scalars_transform",
+    "latest_checkpoint",
+    "EpochTimeBudget",
+    "log_demo_caps",
 ]
-
-from genesis_monai.engines.checkpoints import latest_checkpoint  # noqa: E402
-
-__all__ += ["latest_checkpoint"]
-
-from genesis_monai.engines.budget import EpochTimeBudget  # noqa: E402
-
-__all__ += ["EpochTimeBudget"]

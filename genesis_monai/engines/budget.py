@@ -6,22 +6,18 @@ import logging
 import time
 from typing import Optional
 
+import ignite.distributed as idist
+
 __all__ = ["EpochTimeBudget"]
+
+logger = logging.getLogger(__name__)
 
 
 def _agreed_by_rank0(flag: bool) -> bool:
-    """Under DDP every rank must stop at the same epoch, or the others hang in a collective: use rank 0's decision."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
+    """Under DDP every rank must stop at the same point, or the others hang in a collective: rank 0 decides."""
+    if idist.get_world_size() <= 1:
         return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-logger = logging.getLogger(__name__)
+    return bool(idist.broadcast(int(flag), src=0))
 
 
 class EpochTimeBudget:
@@ -35,14 +31,18 @@ class EpochTimeBudget:
     - if the budget runs out in the middle of an epoch (large epochs), that epoch is cut short
       with ``engine.terminate_epoch()`` (its epoch-end handlers still run) and training stops.
 
-    At least one iteration always runs. Under DDP rank 0 decides for all ranks.
+    At least one iteration always runs. Under DDP rank 0 decides for all ranks; the mid-epoch
+    check then costs a broadcast, so it runs only every ``sync_every`` iterations (every
+    iteration in a single process, where it is free).
 
     Args:
         seconds: wall-clock budget for ``trainer.run()``; None or <= 0 disables the handler.
+        sync_every: iterations between mid-epoch checks under DDP.
     """
 
-    def __init__(self, seconds: Optional[float]):
+    def __init__(self, seconds: Optional[float], sync_every: int = 20):
         self.seconds = float(seconds) if seconds else 0.0
+        self.sync_every = max(1, int(sync_every))
         self._start = 0.0
         self._epoch_start = 0.0
         self._out_of_time = False
@@ -53,14 +53,16 @@ class EpochTimeBudget:
 
         if self.seconds <= 0:
             return
+        every = 1 if idist.get_world_size() <= 1 else self.sync_every
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._check_iteration)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=every), self._check_iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._check)
 
     def _started(self, engine) -> None:
         self._start = time.perf_counter()
         self._out_of_time = False
+        logger.info("time budget: %.1f min for this training run (stops at an epoch end)", self.seconds / 60.0)
 
     def _epoch_started(self, engine) -> None:
         self._epoch_start = time.perf_counter()

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from monai.engines.utils import PrepareBatch
-from monai.utils import CommonKeys
+from monai.utils import CommonKeys, convert_to_tensor
 
-__all__ = ["PrepareDegradedBatch"]
+__all__ = ["PrepareDegradedBatch", "RESTORATION_TARGET"]
+
+#: name of the restoration target in the targets dict when extra targets are passed through
+RESTORATION_TARGET = "restoration"
 
 
 class PrepareDegradedBatch(PrepareBatch):
-    """``prepare_batch`` for MONAI trainers/evaluators: (degraded cubes, original cubes).
+    """``prepare_batch`` for MONAI trainers/evaluators: (degraded cubes, targets).
 
-    Moves ``batchdata[image_key]`` (N, C, X, Y, Z) in [0, 1] to the device, then applies
+    Moves ``batchdata[image_key]`` (N, C, *spatial) in [0, 1] to the device, then applies
     ``degrade`` (e.g. :class:`genesis_monai.transforms.GenesisDegrade`) to the whole batch there,
     so degradation never runs per sample on the data-loader CPU. The network input is the
-    degraded batch, the target the (flipped) original.
+    degraded batch.
+
+    The targets are the (flipped) original batch when ``extra_targets`` is empty (Models Genesis:
+    ``loss(pred, target)`` with a plain ``MSELoss``). With ``extra_targets`` (e.g.
+    ``{"class": "label"}`` for Semantic Genesis' pseudo labels) they are a dict
+    ``{"restoration": original, "class": batchdata["label"], ...}`` on the device, which
+    :class:`genesis_monai.losses.MultiTaskLoss` terms and the monitors read by name.
 
     Args:
         degrade: callable ``(x, generator=...) -> (degraded, target)``.
@@ -25,13 +34,18 @@ class PrepareDegradedBatch(PrepareBatch):
         seed: if given, degradations are drawn from a private ``torch.Generator`` seeded with it,
             re-seeded by :meth:`reset` (attach :meth:`attach` to an evaluator so every validation
             pass sees the same degradations and validation losses are comparable across epochs).
+        extra_targets: target name -> batch key of further targets to pass through (moved to the
+            device unchanged; they must not be called ``"restoration"``).
     """
 
     def __init__(self, degrade: Callable[..., Tuple[torch.Tensor, torch.Tensor]], image_key: str = CommonKeys.IMAGE,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, extra_targets: Optional[Mapping[str, str]] = None):
         self.degrade = degrade
         self.image_key = str(image_key)
         self.seed = seed
+        self.extra_targets = dict(extra_targets or {})
+        if RESTORATION_TARGET in self.extra_targets:
+            raise ValueError(f"extra_targets may not use the name {RESTORATION_TARGET!r}: it is the restoration target")
         self._generator: Optional[torch.Generator] = None
 
     def reset(self, device: Union[str, torch.device, None] = None) -> None:
@@ -50,17 +64,26 @@ class PrepareDegradedBatch(PrepareBatch):
         engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self.reset(getattr(engine.state, "device", None)))
 
     def __call__(self, batchdata: Dict[str, Any], device: Union[str, torch.device, None] = None,
-                 non_blocking: bool = False, **kwargs: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+                 non_blocking: bool = False, **kwargs: Any) -> Tuple[torch.Tensor, Any]:
         if not isinstance(batchdata, dict) or self.image_key not in batchdata:
             keys = list(batchdata) if isinstance(batchdata, dict) else type(batchdata).__name__
             raise KeyError(f"PrepareDegradedBatch: batch has no key {self.image_key!r} (found {keys})")
-        images = batchdata[self.image_key]
-        images = torch.as_tensor(images).to(device=device, non_blocking=non_blocking, **kwargs)
-        if hasattr(images, "as_tensor"):  # MetaTensor -> plain tensor: meta is meaningless for degraded cubes
-            images = images.as_tensor()
+        missing = [k for k in self.extra_targets.values() if k not in batchdata]
+        if missing:
+            raise KeyError(f"PrepareDegradedBatch: extra targets {missing} are not in the batch (keys: {list(batchdata)})")
+        # plain tensors: meta data means nothing for degraded cubes and slows every op down
+        images = convert_to_tensor(batchdata[self.image_key], track_meta=False).to(
+            device=device, non_blocking=non_blocking, **kwargs)
         generator = None
         if self.seed is not None:
             if self._generator is None or self._generator.device != images.device:
                 self.reset(images.device)
             generator = self._generator
-        return self.degrade(images, generator=generator)
+        degraded, target = self.degrade(images, generator=generator)
+        if not self.extra_targets:
+            return degraded, target
+        targets = {RESTORATION_TARGET: target}
+        for name, key in self.extra_targets.items():
+            targets[name] = convert_to_tensor(batchdata[key], track_meta=False).to(
+                device=device, non_blocking=non_blocking, **kwargs)
+        return degraded, targets

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional, Tuple
+from typing import Optional
 
-import torch
-from monai.utils import CommonKeys
+from genesis_monai.engines.outputs import OutputKey, output_tensors
 
-__all__ = ["CollapseDetector", "RestorationSampleSaver", "output_tensors"]
+__all__ = ["CollapseDetector", "RestorationSampleSaver"]
 
 logger = logging.getLogger(__name__)
-
-
-def output_tensors(output: Any) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input, pred, target) batches from a MONAI engine's ``state.output``.
-
-    Works for both ``decollate=False`` (one dict of batched tensors) and decollated output
-    (a list of per-sample dicts).
-    """
-    if isinstance(output, (list, tuple)):
-        return tuple(torch.stack([torch.as_tensor(o[k]) for o in output]) for k in  # type: ignore[return-value]
-                     (CommonKeys.IMAGE, CommonKeys.PRED, CommonKeys.LABEL))
-    return tuple(torch.as_tensor(output[k]) for k in (CommonKeys.IMAGE, CommonKeys.PRED, CommonKeys.LABEL))  # type: ignore
 
 
 class CollapseDetector:
@@ -44,10 +31,15 @@ class CollapseDetector:
         warmup_epochs: validation runs to wait before judging (early epochs are noisy).
         min_output_std: output std below this counts as constant.
         max_mse_ratio: ratio at or above this counts as "no better than a constant".
+        pred_key, target_key: which network output is the restoration and which target it is
+            compared with, for multi-output networks (see :func:`genesis_monai.engines.select_output`;
+            None = the whole prediction / label).
     """
 
-    def __init__(self, warmup_epochs: int = 5, min_output_std: float = 1e-3, max_mse_ratio: float = 0.98):
+    def __init__(self, warmup_epochs: int = 5, min_output_std: float = 1e-3, max_mse_ratio: float = 0.98,
+                 pred_key: OutputKey = None, target_key: OutputKey = None):
         self.warmup_epochs = warmup_epochs
+        self.pred_key, self.target_key = pred_key, target_key
         self.min_output_std = min_output_std
         self.max_mse_ratio = max_mse_ratio
         self.collapsed = False
@@ -67,7 +59,7 @@ class CollapseDetector:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._judge)
 
     def _accumulate(self, engine) -> None:
-        _, pred, target = output_tensors(engine.state.output)
+        _, pred, target = output_tensors(engine.state.output, self.pred_key, self.target_key)
         pred, target = pred.detach().float(), target.detach().float()
         dims = tuple(range(1, pred.ndim))
         self._std_sum += pred.std(dim=dims).sum().item()
@@ -96,8 +88,13 @@ class CollapseDetector:
         if runs <= self.warmup_epochs:
             return
         problem = self.check(std, mse, const)
-        self.collapsed = problem is not None
-        if problem:
+        was_collapsed, self.collapsed = self.collapsed, problem is not None
+        if problem and was_collapsed:  # said already: one line per validation, not the whole banner again
+            logger.warning("pretraining still looks collapsed (epoch %s): %s", engine.state.epoch, problem)
+        elif not problem and was_collapsed:
+            logger.warning("pretraining recovered (epoch %s): restoration MSE / constant MSE = %.3f",
+                           engine.state.epoch, mse / max(const, 1e-12))
+        elif problem:
             logger.warning(
                 "\n%s\nPRETRAINING MAY HAVE COLLAPSED: %s.\nLook at the sample pictures; consider a lower learning "
                 "rate (the published SGD lr 1.0 collapses on some data, ModelsGenesis #25), e.g. "
@@ -109,11 +106,14 @@ class RestorationSampleSaver:
 
     Attach to the evaluator: the first batch of a validation run is drawn as a PNG
     ``{output_dir}/samples_epoch{E:04d}.png`` (E = the trainer's epoch when ``trainer`` is given),
-    so a collapse or a wrong degradation is visible early.
+    so a collapse or a wrong degradation is visible early. ``pred_key``/``target_key`` pick the
+    restoration output and target of multi-output networks (as in :class:`CollapseDetector`).
     """
 
-    def __init__(self, output_dir: str, interval: int = 1, n: int = 4, trainer=None):
+    def __init__(self, output_dir: str, interval: int = 1, n: int = 4, trainer=None, pred_key: OutputKey = None,
+                 target_key: OutputKey = None):
         self.output_dir = output_dir
+        self.pred_key, self.target_key = pred_key, target_key
         self.interval = max(1, int(interval))
         self.n = n
         self.trainer = trainer
@@ -136,8 +136,9 @@ class RestorationSampleSaver:
         self._pending = False
         from genesis_monai.viz import save_degradation_montage
 
-        degraded, restored, original = output_tensors(engine.state.output)
-        epoch = self.trainer.state.epoch if self.trainer is not None else self._runs
+        degraded, restored, original = output_tensors(engine.state.output, self.pred_key, self.target_key)
+        # an evaluator run by ValidationHandler carries the trainer's epoch in its state
+        epoch = self.trainer.state.epoch if self.trainer is not None else int(engine.state.epoch or self._runs)
         path = os.path.join(self.output_dir, f"samples_epoch{epoch:04d}.png")
         save_degradation_montage(original.cpu(), degraded.cpu(), restored.detach().cpu(), path=path, n=self.n,
                                  title=f"epoch {epoch}: degraded / restored / original")

@@ -1,11 +1,15 @@
-"""The Genesis 3D U-Net ("UNet3D") with the parameter names of the published checkpoints.
+"""The Genesis 3D U-Net ("UNet3D") and its encoder, with the parameter names of the published checkpoints.
 
 Topology (METHODS.md §1): four encoder stages ``down_tr64/128/256/512`` (two Conv-BN-act
 units each, max-pooling after the first three), three decoder stages ``up_tr256/128/64``
 (transposed conv x2, concatenation with the skip, two Conv-BN-act units) and a 1x1x1 head
-``out_tr.final_conv`` followed by the output activation (sigmoid by default). 19,073,665
-parameters at ``n_class=1``; the 106 state-dict keys equal those of ``Genesis_Chest_CT.pt``
-once its ``module.`` prefix is stripped.
+``out_tr.final_conv`` followed by the output activation (sigmoid by default). At ``width=1.0``:
+19,073,665 parameters at ``n_class=1``; the 106 state-dict keys equal those of
+``Genesis_Chest_CT.pt`` once its ``module.`` prefix is stripped. Other widths scale every hidden
+channel count (:mod:`genesis_monai.networks.width`) and keep the key names.
+
+:class:`GenesisEncoder` is the encoder alone (what classification heads need); :class:`UNet3D`
+extends it with the decoder, so both share the same ``down_tr*`` key names.
 """
 
 from __future__ import annotations
@@ -15,82 +19,17 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from genesis_monai.networks.norms import ContBatchNorm3d
+from genesis_monai.networks.blocks import DownTransition, LUConv, OutputTransition, UpTransition
+from genesis_monai.networks.width import scale_channels, validate_width
 
-__all__ = ["UNet3D", "LUConv", "check_spatial_size", "DIVISOR"]
+__all__ = ["UNet3D", "GenesisEncoder", "LUConv", "check_spatial_size", "DIVISOR", "ENCODER_STAGES", "DECODER_STAGES"]
 
 #: every spatial size must be divisible by this (three 2x max-poolings)
 DIVISOR = 8
 
-
-def _activation(name: str, channels: int) -> nn.Module:
-    name = name.lower()
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "prelu":
-        return nn.PReLU(channels)
-    if name == "elu":
-        return nn.ELU(inplace=True)
-    raise ValueError(f"act must be one of 'relu', 'prelu', 'elu', got {name!r}")
-
-
-class LUConv(nn.Module):
-    """Conv3d(k=3, pad=1) -> BatchNorm3d -> activation; attributes ``conv1``, ``bn1``, ``activation``."""
-
-    def __init__(self, in_ch: int, out_ch: int, act: str = "relu", reference_batchnorm: bool = False):
-        super().__init__()
-        self.conv1 = nn.Conv3d(in_ch, out_ch, kernel_size=3, padding=1)
-        self.bn1 = ContBatchNorm3d(out_ch) if reference_batchnorm else nn.BatchNorm3d(out_ch)
-        self.activation = _activation(act, out_ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.bn1(self.conv1(x)))
-
-
-def _make_nconv(in_ch: int, depth: int, act: str, double_channel: bool, ref_bn: bool) -> nn.Sequential:
-    if double_channel:  # decoder form: in -> 64*2^d -> 64*2^d
-        mid = out = 64 * (2**depth)
-    else:  # encoder form: in -> 32*2^d -> 64*2^d
-        mid, out = 32 * (2**depth), 64 * (2**depth)
-    return nn.Sequential(LUConv(in_ch, mid, act, ref_bn), LUConv(mid, out, act, ref_bn))
-
-
-class DownTransition(nn.Module):
-    def __init__(self, in_ch: int, depth: int, act: str, ref_bn: bool):
-        super().__init__()
-        self.ops = _make_nconv(in_ch, depth, act, False, ref_bn)
-        self.pool = nn.MaxPool3d(2) if depth < 3 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        skip = self.ops(x)
-        return self.pool(skip), skip
-
-
-class UpTransition(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, depth: int, act: str, ref_bn: bool):
-        super().__init__()
-        self.up_conv = nn.ConvTranspose3d(in_ch, out_ch, kernel_size=2, stride=2)
-        self.ops = _make_nconv(in_ch + out_ch // 2, depth, act, True, ref_bn)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.ops(torch.cat((self.up_conv(x), skip), 1))
-
-
-class OutputTransition(nn.Module):
-    def __init__(self, in_ch: int, n_class: int, out_activation: str):
-        super().__init__()
-        self.final_conv = nn.Conv3d(in_ch, n_class, kernel_size=1)
-        if out_activation == "sigmoid":
-            self.act: nn.Module = nn.Sigmoid()
-        elif out_activation == "softmax":
-            self.act = nn.Softmax(dim=1)
-        elif out_activation in ("none", "logits"):
-            self.act = nn.Identity()
-        else:
-            raise ValueError(f"out_activation must be 'sigmoid', 'softmax' or 'none', got {out_activation!r}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.final_conv(x))
+#: attribute names of the encoder / decoder stages (the first component of every state-dict key)
+ENCODER_STAGES = ("down_tr64", "down_tr128", "down_tr256", "down_tr512")
+DECODER_STAGES = ("up_tr256", "up_tr128", "up_tr64", "out_tr")
 
 
 def check_spatial_size(shape: List[int], divisor: int = DIVISOR) -> None:
@@ -111,22 +50,79 @@ def check_spatial_size(shape: List[int], divisor: int = DIVISOR) -> None:
             )
 
 
-class UNet3D(nn.Module):
-    """Genesis 3D U-Net.
+class GenesisEncoder(nn.Module):
+    """The Genesis UNet3D encoder: ``down_tr64 -> down_tr128 -> down_tr256 -> down_tr512``.
 
     Args:
         in_channels: input channels (1 for the published weights).
-        n_class: output channels of ``out_tr.final_conv``.
+        act: hidden activation, ``"relu"`` (published), ``"prelu"`` or ``"elu"``.
+        reference_batchnorm: BatchNorm with batch statistics in eval mode too (the reference
+            ``ContBatchNorm3d``, see :class:`~genesis_monai.networks.norms.ContBatchNorm3d`).
+        width: channel multiplier, 1.0 = published (32/64/128/256/512 channels); 0.25 gives
+            8/16/32/64/128. Rounded to the nearest integer, see :mod:`genesis_monai.networks.width`.
+
+    Attributes:
+        width: the validated multiplier (float).
+        feature_channels: channels of the deepest feature ``out512`` (512 at width 1.0); heads
+            size themselves from it.
+
+    Input (N, in_channels, X, Y, Z) with X, Y, Z divisible by 8. ``forward`` and
+    ``forward_features`` return ``out512``: (N, feature_channels, X/8, Y/8, Z/8).
+    """
+
+    def __init__(self, in_channels: int = 1, act: str = "relu", reference_batchnorm: bool = False, width: float = 1.0):
+        super().__init__()
+        # constructor arguments kept under their own names: provenance reads them back from the instance
+        self.in_channels = in_channels
+        self.act = act
+        self.reference_batchnorm = reference_batchnorm
+        self.width = validate_width(width)
+        c = {ref: scale_channels(ref, self.width) for ref in (32, 64, 128, 256, 512)}
+        self.feature_channels = c[512]
+        # stage d maps its input to 32*2^d then 64*2^d channels (the reference's encoder _make_nConv)
+        self.down_tr64 = DownTransition(in_channels, c[32], c[64], True, act, reference_batchnorm)
+        self.down_tr128 = DownTransition(c[64], c[64], c[128], True, act, reference_batchnorm)
+        self.down_tr256 = DownTransition(c[128], c[128], c[256], True, act, reference_batchnorm)
+        # the deepest stage does not pool (three poolings in all, hence DIVISOR = 8)
+        self.down_tr512 = DownTransition(c[256], c[256], c[512], False, act, reference_batchnorm)
+
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encoder pass: (skip64, skip128, skip256, out512) at full, 1/2, 1/4 and 1/8 resolution."""
+        if not torch.jit.is_scripting():
+            check_spatial_size(list(x.shape))
+        out, skip64 = self.down_tr64(x)
+        out, skip128 = self.down_tr128(out)
+        out, skip256 = self.down_tr256(out)
+        out512, _ = self.down_tr512(out)
+        return skip64, skip128, skip256, out512
+
+    @torch.jit.export
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Deepest encoder feature ``out512``: (N, feature_channels, X/8, Y/8, Z/8)."""
+        return self.encode(x)[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+class UNet3D(GenesisEncoder):
+    """Genesis 3D U-Net: :class:`GenesisEncoder` plus the decoder ``up_tr256/128/64`` and ``out_tr``.
+
+    Args:
+        in_channels: input channels (1 for the published weights).
+        n_class: output channels of ``out_tr.final_conv`` (not scaled by ``width``).
         act: hidden activation, ``"relu"`` (published), ``"prelu"`` or ``"elu"``.
         out_activation: ``"sigmoid"`` (published, inside the network), ``"softmax"`` or ``"none"`` (logits).
         reference_batchnorm: if True, BatchNorm uses batch statistics in eval mode too, as the
             reference ``ContBatchNorm3d`` does (needed to reproduce the reference's eval outputs
             with the published weights). Off by default: standard BatchNorm3d, which uses running
             statistics in eval mode.
+        width: channel multiplier (1.0 = published; 0.25 = demo scale, ~1/16 of the parameters
+            and FLOPs, same key names). Settable from a bundle config as ``network_def#width``.
 
     Input (N, in_channels, X, Y, Z) with X, Y, Z divisible by 8; output (N, n_class, X, Y, Z),
     in [0, 1] with the sigmoid output. ``forward_features(x)`` returns the deepest encoder feature
-    ``out512`` of shape (N, 512, X/8, Y/8, Z/8).
+    ``out512`` of shape (N, feature_channels, X/8, Y/8, Z/8), ``feature_channels`` = 512 at width 1.0.
     """
 
     def __init__(
@@ -136,30 +132,17 @@ class UNet3D(nn.Module):
         act: str = "relu",
         out_activation: str = "sigmoid",
         reference_batchnorm: bool = False,
+        width: float = 1.0,
     ):
-        super().__init__()
-        self.down_tr64 = DownTransition(in_channels, 0, act, reference_batchnorm)
-        self.down_tr128 = DownTransition(64, 1, act, reference_batchnorm)
-        self.down_tr256 = DownTransition(128, 2, act, reference_batchnorm)
-        self.down_tr512 = DownTransition(256, 3, act, reference_batchnorm)
-        self.up_tr256 = UpTransition(512, 512, 2, act, reference_batchnorm)
-        self.up_tr128 = UpTransition(256, 256, 1, act, reference_batchnorm)
-        self.up_tr64 = UpTransition(128, 128, 0, act, reference_batchnorm)
-        self.out_tr = OutputTransition(64, n_class, out_activation)
-
-    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encoder pass: returns (skip64, skip128, skip256, out512)."""
-        if not torch.jit.is_scripting():
-            check_spatial_size(list(x.shape))
-        out, skip64 = self.down_tr64(x)
-        out, skip128 = self.down_tr128(out)
-        out, skip256 = self.down_tr256(out)
-        out512, _ = self.down_tr512(out)
-        return skip64, skip128, skip256, out512
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Deepest encoder feature ``out512``: (N, 512, X/8, Y/8, Z/8)."""
-        return self.encode(x)[3]
+        super().__init__(in_channels=in_channels, act=act, reference_batchnorm=reference_batchnorm, width=width)
+        self.n_class = n_class
+        self.out_activation = out_activation
+        c = {ref: scale_channels(ref, self.width) for ref in (64, 128, 256, 512)}
+        # decoder stage d: upsample, concat the depth-d skip (64*2^d channels), map to 64*2^d channels
+        self.up_tr256 = UpTransition(c[512], c[256], c[256], act, reference_batchnorm)
+        self.up_tr128 = UpTransition(c[256], c[128], c[128], act, reference_batchnorm)
+        self.up_tr64 = UpTransition(c[128], c[64], c[64], act, reference_batchnorm)
+        self.out_tr = OutputTransition(c[64], n_class, out_activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip64, skip128, skip256, out512 = self.encode(x)

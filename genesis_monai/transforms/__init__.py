@@ -5,20 +5,26 @@
 - array transforms (``array``): ``RandLocalPixelShuffle``, ``RandBezierIntensity``, ``RandInPaint``,
   ``RandOutPaint``; dictionary transforms (``dictionary``): the same with a ``d`` suffix, plus
   ``GenesisDegraded``.
-- ``functional``: the batched kernels all of them share; on CPU they dispatch to ``cpu_kernel``
-  (the compiled one-pass C kernel, ``csrc/degrade.c``, built on first use) unless
-  ``kernel="torch"``; ``buffer_pool`` recycles its output buffers.
+- ``functional``: the public batched kernels and samplers all of them share, re-exported from
+  one module per job: ``sampling`` (the random samplers), ``flip``, ``shuffle``, ``bezier``,
+  ``painting`` (the four degradations), ``validation`` (shape and [0, 1] range checks).
+- ``kernel_choice``: the one place that decides whether the compiled CPU kernel (``cpu_kernel``,
+  ``csrc/degrade.c``, built on first use; ``buffer_pool`` recycles its output buffers) or torch
+  runs a call, and why.
+- ``plan`` / ``execution``: ``GenesisDegrade`` draws one per-batch plan, then runs it with the
+  chosen kernel.
 """
 
 from . import functional
 from .array import RandBezierIntensity, RandInPaint, RandLocalPixelShuffle, RandOutPaint
-from .batch import PRESETS, GenesisDegrade
+from .batch import DESCRIBE_KEYS, PRESETS, GenesisDegrade
 from .dictionary import (GenesisDegraded, RandBezierIntensityd, RandInPaintd, RandLocalPixelShuffled,
                          RandOutPaintd)
 
 __all__ = [
     "GenesisDegrade",
     "PRESETS",
+    "DESCRIBE_KEYS",
     "GenesisDegraded",
     "RandLocalPixelShuffle",
     "RandLocalPixelShuffled",

@@ -6,9 +6,11 @@ CPU (``$GENESIS_MONAI_CACHE``, else ``$XDG_CACHE_HOME/genesis_monai``, else
 ``~/.cache/genesis_monai``; a temporary folder if that is not writable), written atomically so
 that parallel processes (DDP ranks, DataLoader workers) can race safely.
 
-When no compiler works (or ``GENESIS_MONAI_CPU_KERNEL=0``), :func:`available` is False, the reason
-is logged once, and the callers in :mod:`.functional` use the vectorised torch kernels instead:
-same laws, slower. ``backend="c"`` asks for this kernel explicitly and raises with the reason.
+When no compiler works (or ``GENESIS_MONAI_CPU_KERNEL=0``), :func:`available` is False and
+:func:`unavailable_reason` says why; :mod:`.kernel_choice` then routes ``kernel="auto"`` calls to
+the vectorised torch kernels (same laws, slower) and logs that once, as a WARNING.
+``kernel="c"`` asks for this kernel explicitly and raises with the reason. :func:`build_info`
+names the compiler command the loaded library was built with.
 
 Calls go through ctypes (the GIL is released during the call), over contiguous float32/float64
 CPU tensors; ``threads`` threads work on one batch, each taking the next unprocessed sample. Every sample has
@@ -30,13 +32,13 @@ import sysconfig
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
 from . import buffer_pool
 
-__all__ = ["available", "unavailable_reason", "load", "degrade", "FLIP_C", "FLIP_X", "FLIP_Y", "FLIP_Z",
+__all__ = ["available", "unavailable_reason", "build_info", "load", "degrade", "FLIP_C", "FLIP_X", "FLIP_Y", "FLIP_Z",
            "FLIP_BITS", "SHUFFLE", "BEZIER", "INPAINT", "OUTPAINT", "MAX_BOX_SLOTS", "KernelUnavailableError"]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class KernelUnavailableError(RuntimeError):
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
 _reason: Optional[str] = None  # why the kernel is unavailable (None: not tried yet or loaded)
+_built_with: Optional[str] = None  # compiler command of the loaded library, e.g. "gcc -O3 ... -march=native"
 _tried = False
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_key = (0, 0)  # (pid, workers): a pool does not survive fork()
@@ -135,7 +138,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.gm_abi_version.argtypes = []
 
 
-def _load() -> ctypes.CDLL:
+def _load() -> Tuple[ctypes.CDLL, str]:
     if os.environ.get("GENESIS_MONAI_CPU_KERNEL", "1").strip().lower() in ("0", "false", "no", "off"):
         raise KernelUnavailableError("disabled by GENESIS_MONAI_CPU_KERNEL=0")
     if not os.path.exists(_SOURCE):
@@ -169,23 +172,23 @@ def _load() -> ctypes.CDLL:
                 errors.append(f"{path}: ABI version {lib.gm_abi_version()}, expected {_ABI_VERSION}")
                 continue
             logger.debug("genesis_monai CPU kernel: %s", path)
-            return lib
+            return lib, " ".join(cc + flags)
     raise KernelUnavailableError("could not build the C kernel: " + " | ".join(errors))
 
 
 def load(required: bool = False) -> Optional[ctypes.CDLL]:
-    """The loaded kernel library, building it on first use; None (after one log line with the
-    reason) when it cannot be built, or :class:`KernelUnavailableError` if ``required``."""
-    global _lib, _reason, _tried
+    """The loaded kernel library, building it on first use; None (after one INFO log line with
+    the reason) when it cannot be built, or :class:`KernelUnavailableError` if ``required``."""
+    global _lib, _reason, _tried, _built_with
     if not _tried:
         with _lock:
             if not _tried:
                 try:
-                    _lib = _load()
+                    _lib, _built_with = _load()
                 except KernelUnavailableError as e:
                     _reason = str(e)
-                    logger.warning("genesis_monai: compiled CPU degradation kernel unavailable (%s); "
-                                   "using the slower torch kernels", _reason)
+                    # INFO, not WARNING: kernel_choice warns once where a call actually falls back
+                    logger.info("genesis_monai: compiled CPU degradation kernel unavailable (%s)", _reason)
                 _tried = True
     if _lib is None and required:
         raise KernelUnavailableError(f"kernel='c' needs the compiled CPU kernel: {_reason}")
@@ -203,10 +206,17 @@ def unavailable_reason() -> Optional[str]:
     return _reason
 
 
+def build_info() -> Optional[str]:
+    """The compiler command the loaded kernel was built with (e.g. ``"gcc -O3 -std=c99 -shared
+    -fPIC -march=native"``), or None when it is unavailable. Builds it on the first call."""
+    load()
+    return _built_with
+
+
 def _reset_for_tests() -> None:
-    global _lib, _reason, _tried
+    global _lib, _reason, _tried, _built_with
     with _lock:
-        _lib, _reason, _tried = None, None, False
+        _lib, _reason, _tried, _built_with = None, None, False, None
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -232,7 +242,7 @@ def degrade(x: torch.Tensor, flags: torch.Tensor, seeds: torch.Tensor, *, target
         target: also return the flipped input.
         n_blocks: local-shuffle blocks per sample.
         points, invert: (N, 4) Bezier control points and (N,) inversion flags
-            (:func:`..functional.sample_bezier_params`), needed when any sample has ``BEZIER``;
+            (:func:`.sampling.sample_bezier_params`), needed when any sample has ``BEZIER``;
             the curve is tabulated at ``n_points`` samples of t (as ``bezier_tables``).
         box_count (N,), box_corner / box_size (N, slots, n_spatial) long: boxes for painting.
         threads: threads over samples (default ``torch.get_num_threads()``).

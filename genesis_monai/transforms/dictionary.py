@@ -16,12 +16,16 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type, ensure_tuple_rep
 
 from .array import RandBezierIntensity, RandInPaint, RandLocalPixelShuffle, RandOutPaint, _as_plain_tensor
+from . import validation
 from .batch import PRESETS, GenesisDegrade
 
 __all__ = ["RandLocalPixelShuffled", "RandBezierIntensityd", "RandInPaintd", "RandOutPaintd", "GenesisDegraded"]
 
 
 class _GenesisRandDict(RandomizableTransform, MapTransform):
+    """Maps ``keys`` onto one array transform (``array_class``); ``prob``, ``spatial_dims``,
+    ``check_range`` and the other keyword arguments go to it."""
+
     array_class: type = RandLocalPixelShuffle
 
     def __init__(self, keys: KeysCollection, prob: float = 1.0, allow_missing_keys: bool = False, **kwargs: Any):
@@ -68,24 +72,30 @@ class RandOutPaintd(_GenesisRandDict):
 class GenesisDegraded(RandomizableTransform, MapTransform):
     """Per-sample Genesis degradation pair in a dictionary pipeline.
 
-    ``data[key]`` (C, X, Y[, Z]) in [0, 1] becomes the degraded sample and ``data[target_key]``
-    the restoration target (the flipped original), both of the input's kind (meta kept). Runs
-    the batch operator :class:`.batch.GenesisDegrade` on a batch of one.
+    ``data[key]`` (C, X, Y, Z) (``spatial_dims=3``) or (C, X, Y) (``spatial_dims=2``) in [0, 1]
+    becomes the degraded sample and ``data[target_key]`` the restoration target (the flipped
+    original), both of the input's kind (meta kept). Runs the batch operator
+    :class:`.batch.GenesisDegrade` on a batch of one.
 
     Args:
         keys: image key(s). target_key: key(s) for the targets (one per key).
         preset: optional preset name ("models_genesis", "semantic_genesis", "transvw").
-        **kwargs: :class:`.batch.GenesisDegrade` arguments (override the preset).
+        spatial_dims: 3 (default) or 2; a sample of another rank is an error.
+        **kwargs: :class:`.batch.GenesisDegrade` arguments (override the preset), e.g.
+            ``check_range=False``.
     """
 
     def __init__(self, keys: KeysCollection, target_key: Union[str, Sequence[str]] = "target",
-                 preset: Optional[str] = None, allow_missing_keys: bool = False, **kwargs: Any):
+                 preset: Optional[str] = None, allow_missing_keys: bool = False, spatial_dims: int = 3,
+                 **kwargs: Any):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, 1.0)
         self.target_keys = ensure_tuple_rep(target_key, len(self.keys))
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        kwargs["spatial_dims"] = spatial_dims
         self.degrade = GenesisDegrade.from_preset(preset, **kwargs) if preset else GenesisDegrade(**kwargs)
+        self.spatial_dims = self.degrade.spatial_dims
         self._seed = 0
 
     def randomize(self, data: Any = None) -> None:
@@ -97,9 +107,14 @@ class GenesisDegraded(RandomizableTransform, MapTransform):
         for key, target_key in self.key_iterator(d, self.target_keys):
             img = d[key]
             x = _as_plain_tensor(img)
+            name = f"{type(self).__name__} key {key!r}"
+            validation.check_sample(x, name, self.spatial_dims)
+            if self.degrade.check_range:
+                validation.check_range(x, name)
             generator = torch.Generator(device=x.device)
             generator.manual_seed(self._seed)
-            degraded, target = self.degrade(x.unsqueeze(0), generator=generator)
+            # checked here, with the key in the message: the operator need not check again
+            degraded, target = self.degrade._degrade(x.unsqueeze(0), generator)
             d[key] = convert_to_dst_type(degraded[0], dst=img)[0]
             d[target_key] = convert_to_dst_type(target[0], dst=img)[0]
         return d

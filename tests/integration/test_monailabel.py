@@ -80,7 +80,7 @@ def _write_weights(models: str) -> None:
     """models/model.pt (flat state dict) and models/pretrained.pt (published Genesis layout) from a fresh net."""
     import torch
 
-    from genesis_monai.bundle_loading import bundle_network_def
+    from genesis_monai.bundles import bundle_network_def
 
     torch.manual_seed(0)
     state = bundle_network_def(os.path.dirname(models)).state_dict()
@@ -212,7 +212,7 @@ def test_train_rewrites_the_model(server):
         f"train#trainer#max_epochs); see docs/monailabel.md\n{server['log_tail'](80)}")
     import torch
 
-    from genesis_monai.bundle_loading import bundle_network_def
+    from genesis_monai.bundles import bundle_network_def
 
     state = torch.load(model_pt, map_location="cpu", weights_only=True)
     bundle_network_def(server["bundle"]).load_state_dict(state.get("model", state), strict=True)
