@@ -1,5 +1,6 @@
 """The compiled CPU kernel of the degradations: build and cache, fallback to torch, agreement
-with the torch kernels, independence from the thread count, argument checks, recycled buffers.
+with the torch kernels, independence from the thread count, argument checks, recycled buffers,
+the compiled range check.
 (The sampling laws of both kernels are checked against the oracle in test_transforms.py.)"""
 
 import gc
@@ -188,3 +189,28 @@ def test_buffer_pool_never_hands_out_memory_in_use():
     del big
     gc.collect()
     assert pool.held_bytes <= 1 << 20
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_range_check_finds_any_value_outside_unit_interval(dtype, monkeypatch):
+    # the compiled yes/no pass behind validation.check_range: 16 lanes plus a scalar tail, so
+    # bad values are planted in the lanes, in the tail, at the ends, and in each thread's part
+    monkeypatch.setattr(cpu_kernel, "_RANGE_SPLIT", 1000)  # split small tensors over threads too
+    n = 16 * 1000 + 7
+    x = torch.rand(n, dtype=dtype)
+    x[0], x[-1] = 0.0, 1.0  # the edges are inside
+    for threads in (1, 3):
+        assert not cpu_kernel.outside_unit_range(x, threads=threads)
+        for pos in (0, 5, 15, 16 * 500 + 3, n - 7, n - 1):
+            for bad in (float("nan"), -1e-7, 1.0 + 1e-6, float("inf"), -float("inf")):
+                y = x.clone()
+                y[pos] = bad
+                assert cpu_kernel.outside_unit_range(y, threads=threads), (pos, bad, threads)
+    assert not cpu_kernel.outside_unit_range(torch.empty(0, dtype=dtype))
+    with pytest.raises(TypeError, match="contiguous"):
+        cpu_kernel.outside_unit_range(torch.rand(4, 4).t())
+
+
+def test_build_info_names_the_compiler_command():
+    info = cpu_kernel.build_info()
+    assert info is not None and "-O3" in info and "-shared" in info

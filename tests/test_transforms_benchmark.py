@@ -8,6 +8,7 @@ def test_transforms_benchmark_smoke(capsys):
     res = measure(n=2, shape=(32, 32, 16), repeats=1, device="cpu", reference=True)
     out = capsys.readouterr().out
     assert "cubes/s" in out and "speed-up" in out
+    assert "kernel='auto' runs: " in out  # the figures say which kernel the default operator used
     assert res["fast_exact_cubes_per_s"] > 0 and res["reference_cubes_per_s"] > 0
     assert res["fast_ms_bezier (torch)"] > 0 and res["fast_torch_pool_cubes_per_s"] > 0
     if cpu_kernel.available():

@@ -134,6 +134,8 @@ def measure(n: int = 32, shape=(64, 64, 32), repeats: int = 3, device: str = "au
     res: Dict[str, float] = {}
     print(f"Genesis degradations: {n} cubes of {'x'.join(map(str, shape))}, device {dev}, "
           f"torch threads {torch.get_num_threads()}, median of {repeats} runs")
+    auto = GenesisDegrade().choose_kernel(x)  # what the default operator runs here, and why
+    print(f"  kernel='auto' runs: {auto.name} ({auto.reason})")
 
     configs = []
     if dev.type == "cpu":

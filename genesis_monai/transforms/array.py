@@ -3,11 +3,12 @@
 Each transform takes one sample (C, X, Y, Z) (``spatial_dims=3``, default) or (C, X, Y)
 (``spatial_dims=2``) with values in [0, 1] - a torch tensor, MetaTensor or numpy array - and
 returns the same kind (meta kept). Every call checks the shape and, unless ``check_range=False``,
-the value range (one ``aminmax``), whether or not the transform applies this time. Internally it
-adds a batch dimension and calls the batched kernel of :mod:`.functional`, so the per-sample and
-the batch paths are one implementation. Randomness comes from ``self.R`` (MONAI's
-``set_random_state``): ``randomize()`` decides whether to apply (``prob``) and draws the seed of
-a ``torch.Generator`` that drives the kernel. The input is never modified.
+the value range (one pass, :func:`.validation.check_range`), whether or not the transform
+applies this time. Internally it adds a batch dimension and calls the batched kernel of
+:mod:`.functional`, so the per-sample and the batch paths are one implementation. Randomness
+comes from ``self.R`` (MONAI's ``set_random_state``): ``randomize()`` decides whether to apply
+(``prob``) and draws the seed of a ``torch.Generator`` that drives the kernel. The input is never
+modified.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def bezier_map(x: torch.Tensor, points: torch.Tensor, invert: torch.Tensor, n_po
     many intensities (faster, but the error reaches ~1e-2 at 4,097 and ~1e-4 at 16,385 near a
     vertical tangent of the curve; a named approximation; torch only). ``chunk``: samples the
     torch kernel maps together. ``kernel``: "auto", "torch" or "c" (:mod:`.kernel_choice`).
-    ``check_range``: reject values outside [0, 1] and NaN (one ``aminmax`` over the batch).
+    ``check_range``: reject values outside [0, 1] and NaN (one pass over the batch,
+    :func:`.validation.check_range`).
     """
     validation.check_batch(x, "bezier_map x")
     if check_range:

@@ -48,7 +48,7 @@ def flip_pair(x: torch.Tensor, y: torch.Tensor, prob: float = 0.4, rule: str = "
     """Flip ``x`` and ``y`` (same shape (N, C, X, Y[, Z]), values in [0, 1]) alike, per sample.
 
     ``rule``: ``"reference"`` or ``"spatial"`` (module docstring). ``check_range``: reject values
-    outside [0, 1] and NaN (one ``aminmax`` per tensor). Returns (x, y, parity (N, n_axes) bool),
+    outside [0, 1] and NaN (one pass per tensor). Returns (x, y, parity (N, n_axes) bool),
     new tensors.
     """
     validation.check_batch(x, "flip_pair x")

@@ -23,7 +23,8 @@ __all__ = ["PAINT_FILLS", "box_union_mask", "paint_torch", "paint_boxes", "in_pa
 PAINT_FILLS = ("inside", "outside")
 
 
-def box_union_mask(spatial: Sequence[int], corner: torch.Tensor, size: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+def box_union_mask(spatial: Sequence[int], corner: torch.Tensor, size: torch.Tensor,
+                   count: torch.Tensor) -> torch.Tensor:
     """Union of the first ``count[i]`` boxes of each sample: (n, *spatial) bool.
     ``corner``/``size``: (n, slots, n_spatial) long, ``count``: (n,) long."""
     n, n_slots, d = corner.shape

@@ -142,7 +142,8 @@ def local_pixel_shuffle(x: torch.Tensor, n_blocks: int = 10_000, generator: Opti
         chunk: samples the torch kernel processes together (see :func:`shuffle_torch`).
         kernel: "auto", "torch" or "c" (:mod:`.kernel_choice`). The compiled kernel runs the
             reference loop itself (blocks in order, a fresh permutation each).
-        check_range: reject values outside [0, 1] and NaN (one ``aminmax`` over the batch).
+        check_range: reject values outside [0, 1] and NaN (one pass over the batch,
+            :func:`.validation.check_range`).
     Returns:
         a new tensor like ``x``; voxels outside every block are unchanged.
     """
