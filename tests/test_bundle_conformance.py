@@ -298,6 +298,7 @@ def test_check_properties_empty_pretraining(bundle, tiny_bundles, tmp_path):
         np.save(tmp_path / f"bat_32_s_64x64x32_{fold}.npy", rng.random((2, 16, 16, 8), dtype=np.float32))
     wf = ConfigWorkflow(config_file=cfg, meta_file=os.path.join(b["root"], "configs", "metadata.json"),
                         logging_file=False, workflow_type="train", bundle_root=b["root"], dataset_dir=str(tmp_path),
+                        ckpt_dir=str(tmp_path / "models"),  # the bundle's models/pretrained.pt is not this run's
                         cube_shape=[16, 16, 8], device="$torch.device('cpu')", num_workers=0)
     wf.initialize()
     try:

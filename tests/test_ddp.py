@@ -132,7 +132,7 @@ def test_two_process_pretraining_gloo(tmp_path):
     bundle = _bundle_copy(tmp_path)
     out = _run_torchrun(bundle, ["training.json", "multi_gpu_training.json"], "training", {
         "bundle_root": bundle, "dataset_dir": data, "cube_shape": [16, 16, 8], "batch_size": 2, "num_workers": 0,
-        "max_epochs": 1, "demo_max_epochs": 1, "val_interval": 1, "sample_interval": 1,
+        "max_epochs": 1, "val_interval": 1, "sample_interval": 1,
     }, tmp_path)
     _assert_two_ranks(out, expected_batches=2)  # 8 training cubes / 2 ranks / batch 2
     ckpt = os.path.join(bundle, "models", "pretrained.pt")

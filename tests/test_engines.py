@@ -11,7 +11,6 @@ from genesis_monai.engines import (
     EpochTimeBudget,
     PrepareDegradedBatch,
     Provenance,
-    latest_checkpoint,
 )
 
 
@@ -109,12 +108,3 @@ def test_provenance_tracks_epochs_and_round_trips(tmp_path):
     other = Provenance("x")
     other.load_state_dict(loaded)
     assert other.record["method"] == "models_genesis"
-
-
-def test_latest_checkpoint(tmp_path):
-    assert latest_checkpoint(str(tmp_path), "resume") is None
-    (tmp_path / "resume_a.pt").write_bytes(b"a")
-    time.sleep(0.01)
-    (tmp_path / "resume_b.pt").write_bytes(b"b")
-    os.utime(tmp_path / "resume_a.pt", (1, 1))
-    assert latest_checkpoint(str(tmp_path), "resume").endswith("resume_b.pt")

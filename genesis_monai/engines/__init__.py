@@ -1,12 +1,13 @@
 """Glue for MONAI/Ignite workflows: on-device degradation, output selection, monitors, provenance, budgets."""
 
 from genesis_monai.engines.budget import EpochTimeBudget
-from genesis_monai.engines.checkpoints import latest_checkpoint
 from genesis_monai.engines.loss_terms import LossTermsHandler
+from genesis_monai.engines.output_guard import previous_name, protect_finished_outputs
 from genesis_monai.engines.outputs import (OutputKey, output_tensors, pred_target_transform, scalars_transform,
                                            select_output)
 from genesis_monai.engines.prepare_batch import RESTORATION_TARGET, PrepareDegradedBatch
 from genesis_monai.engines.provenance import Provenance
+from genesis_monai.engines.resume import ResumeCheckpoint, TrainingProgress, resume_available
 from genesis_monai.engines.restoration_monitor import CollapseDetector, RestorationSampleSaver
 from genesis_monai.engines.run_settings import log_demo_caps
 
@@ -22,7 +23,11 @@ __all__ = [
     "output_tensors",
     "pred_target_transform",
     "scalars_transform",
-    "latest_checkpoint",
     "EpochTimeBudget",
     "log_demo_caps",
+    "protect_finished_outputs",
+    "previous_name",
+    "ResumeCheckpoint",
+    "TrainingProgress",
+    "resume_available",
 ]

@@ -100,7 +100,7 @@ def scalars_transform(prefix: str = "loss") -> Callable[[Any], Optional[dict]]:
         out = {}
         for k, v in first.items():
             if isinstance(k, str) and k.startswith(prefix) and (not isinstance(v, torch.Tensor) or v.numel() == 1):
-                out[k] = float(v)
+                out[k] = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
         return out or None
 
     return transform
