@@ -68,8 +68,13 @@ def bundle_path(name: str, bundle_dir: Optional[PathLike] = None) -> Path:
 
 
 def bundle_parser(root: PathLike, config: str = "inference.json", overrides: Optional[Mapping[str, Any]] = None):
-    """A ``monai.bundle.ConfigParser`` over ``root/configs/<config>`` with ``bundle_root`` set (nothing resolved yet)."""
+    """A ``monai.bundle.ConfigParser`` over ``root/configs/<config>`` with ``bundle_root`` set (nothing resolved yet).
+
+    ``overrides`` must name ids the config defines (:func:`genesis_monai.config_ids.check_override_ids`).
+    """
     from monai.bundle import ConfigParser
+
+    from genesis_monai.config_ids import check_override_ids
 
     cfg = Path(root) / "configs" / config
     if not cfg.is_file():
@@ -77,6 +82,8 @@ def bundle_parser(root: PathLike, config: str = "inference.json", overrides: Opt
     parser = ConfigParser()
     parser.read_config(str(cfg))
     parser["bundle_root"] = str(root)
+    if overrides:
+        check_override_ids(overrides, parser.get(), source=str(cfg))
     for key, value in (overrides or {}).items():
         parser[key] = value
     return parser

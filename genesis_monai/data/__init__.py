@@ -3,3 +3,4 @@ from genesis_monai.data.cube_dataset import CubeDataset, find_cube_files, load_c
 from genesis_monai.data.cubes import extract_cubes  # noqa: F401
 from genesis_monai.data.extraction_options import ExtractionOptions  # noqa: F401
 from genesis_monai.data.extract import extract_cubes_from_folder  # noqa: F401
+from genesis_monai.data.skip_unreadable import SkipUnreadable  # noqa: F401

@@ -1,6 +1,7 @@
 """Glue for MONAI/Ignite workflows: on-device degradation, output selection, monitors, provenance, budgets."""
 
 from genesis_monai.engines.budget import EpochTimeBudget
+from genesis_monai.engines.inference_report import InferenceReport
 from genesis_monai.engines.loss_terms import LossTermsHandler
 from genesis_monai.engines.output_guard import previous_name, protect_finished_outputs
 from genesis_monai.engines.outputs import (OutputKey, output_tensors, pred_target_transform, scalars_transform,
@@ -25,6 +26,7 @@ __all__ = [
     "scalars_transform",
     "EpochTimeBudget",
     "log_demo_caps",
+    "InferenceReport",
     "protect_finished_outputs",
     "previous_name",
     "ResumeCheckpoint",
