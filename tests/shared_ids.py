@@ -5,7 +5,10 @@ folder alone), so ids that several configs must agree on are written several tim
 makes a drifted copy fail CI instead of failing a user:
 
 - within a bundle, every id of :data:`WITHIN_BUNDLE` has one raw value in every config that defines it
-  (the network that pretrains is the network that fine-tunes and infers);
+  (the network that pretrains is the network that fine-tunes and infers). The one exception:
+  ``training.json`` may pretrain a network with extra heads (another ``_target_``, e.g. Semantic
+  Genesis' UNet3D + classification head); then every argument the two ``network_def`` share must
+  agree (same width, channels), since fine-tuning loads the pretrained encoder-decoder;
 - the sliding-window inferer of ``inference.json`` is the one ``train.json`` validates with;
 - across bundles, a ``network_def`` with the same ``_target_`` and a sliding-window ``inferer`` are
   written the same way, and every multi-GPU overlay (``multi_gpu_*.json``) has the same content
@@ -22,6 +25,10 @@ from typing import Any, Dict, List, Tuple
 WITHIN_BUNDLE = ("network_def", "network_width", "use_demo_caps", "demo_caps", "output_activation", "seed",
                  "intensity_preset", "intensity_window", "device", "dataset_dir", "ckpt_dir", "bundle_root")
 
+#: bundles that implement one pipeline under two names: every config file identical except these
+#: top-level ids (and metadata.json, which describes each)
+SIBLINGS = {("semantic_genesis", "transvw"): ("method", "pretrained_method", "cls_classes", "_desc_")}
+
 #: (config, id) pairs that must hold the same raw value within a bundle
 SAME_WITHIN_BUNDLE = ((("inference.json", "inferer"), ("train.json", "validate#inferer")),)
 
@@ -35,6 +42,16 @@ def _get(cfg: Dict[str, Any], id_: str) -> Tuple[bool, Any]:
             return False, None
         node = node[part]
     return True, node
+
+
+def _pretraining_variant(id_: str, file_a: str, a: Any, file_b: str, b: Any) -> bool:
+    """A pretraining ``network_def`` with other heads: another ``_target_``, shared arguments equal."""
+    if id_ != "network_def" or "training.json" not in (file_a, file_b):
+        return False
+    if not (isinstance(a, dict) and isinstance(b, dict)) or a.get("_target_") == b.get("_target_"):
+        return False
+    shared = (set(a) & set(b)) - {"_target_"}
+    return bool(shared) and all(a[k] == b[k] for k in shared)
 
 
 def _load(path: str) -> Dict[str, Any]:
@@ -61,7 +78,7 @@ def shared_id_drift(bundles_dir: str) -> List[str]:
         for id_ in WITHIN_BUNDLE:
             seen = [(f, v) for f in _BASE_CONFIGS if f in files for ok, v in [_get(files[f], id_)] if ok]
             for f, v in seen[1:]:
-                if v != seen[0][1]:
+                if v != seen[0][1] and not _pretraining_variant(id_, f, v, seen[0][0], seen[0][1]):
                     problems.append(f"{bundle}/{f}: {id_!r} differs from {bundle}/{seen[0][0]}")
         for (fa, ia), (fb, ib) in SAME_WITHIN_BUNDLE:
             if fa in files and fb in files:
@@ -82,6 +99,18 @@ def shared_id_drift(bundles_dir: str) -> List[str]:
             first = by_target.setdefault("inferer:" + str(inferer.get("_target_")), (f"{bundle}/inference.json", inferer))
             if first[1] != inferer:
                 problems.append(f"{bundle}/inference.json: 'inferer' differs from {first[0]}")
+    for (a, b), allowed in SIBLINGS.items():
+        if a in configs and b in configs:
+            for f in sorted(set(configs[a]) | set(configs[b])):
+                if f == "metadata.json":
+                    continue
+                ca, cb = configs[a].get(f), configs[b].get(f)
+                if ca is None or cb is None:
+                    problems.append(f"{b if ca is not None else a}/configs/{f}: missing (sibling of {a if ca is not None else b})")
+                    continue
+                keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k) and k not in allowed)
+                if keys:
+                    problems.append(f"{b}/{f}: differs from sibling {a}/{f} in {keys} (only {list(allowed)} may)")
     overlays = [(f"{b}/{f}", {k: v for k, v in cfg.items() if k != "_desc_"})
                 for b, files in configs.items() for f, cfg in files.items() if f.startswith("multi_gpu_")]
     for name, content in overlays[1:]:

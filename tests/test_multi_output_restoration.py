@@ -179,3 +179,41 @@ def test_provenance_is_read_from_the_objects_at_save_time():
     assert state["optimizer"]["current_lr"] == [5e-4] and state["optimizer"]["class"] == "torch.optim.adam.Adam"
     assert state["network"]["args"] == {"n_class": 3}
     assert set(state["software"]) >= {"genesis_monai", "torch", "monai", "ignite", "numpy", "python"}
+
+
+class _Shift:
+    """A stand-in augmentation with a seeded draw: adds one random constant per call."""
+
+    def __call__(self, x, generator=None):
+        return x + torch.rand((), generator=generator, device=x.device)
+
+
+def test_augmentation_before_degradation_and_the_target_it_restores():
+    x = torch.rand(2, 1, 4, 4, 4)
+    batch = {"image": x, "label": torch.tensor([0, 1])}
+    calls = []
+
+    def degrade(images, generator=None):
+        calls.append(images.clone())
+        return images * 0.5, images.clone()
+
+    quirk = PrepareDegradedBatch(degrade, augment=_Shift(), seed=3, extra_targets={"class": "label"})
+    degraded, targets = quirk(batch)
+    augmented = calls[-1]
+    assert not torch.allclose(augmented, x), "the degradation sees the augmented cube"
+    torch.testing.assert_close(degraded, augmented * 0.5)
+    torch.testing.assert_close(targets["restoration"], x)  # the reference: restore the un-augmented cube
+    assert targets["class"].tolist() == [0, 1]
+
+    fixed = PrepareDegradedBatch(degrade, augment=_Shift(), seed=3, restore_augmented=True)
+    _, target = fixed(batch)
+    torch.testing.assert_close(target, calls[-1])  # the fixed variant: restore the augmented cube
+
+
+def test_augmentation_with_flips_must_restore_the_augmented_cube():
+    from genesis_monai.transforms import GenesisDegrade
+
+    with pytest.raises(ValueError, match="flip_rate"):
+        PrepareDegradedBatch(GenesisDegrade(flip_rate=0.4), augment=_Shift())
+    PrepareDegradedBatch(GenesisDegrade(flip_rate=0.4), augment=_Shift(), restore_augmented=True)
+    PrepareDegradedBatch(GenesisDegrade.from_preset("semantic_genesis"), augment=_Shift())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
+import inspect
+
 import torch
 from monai.engines.utils import PrepareBatch
 from monai.utils import CommonKeys, convert_to_tensor
@@ -36,11 +38,25 @@ class PrepareDegradedBatch(PrepareBatch):
             pass sees the same degradations and validation losses are comparable across epochs).
         extra_targets: target name -> batch key of further targets to pass through (moved to the
             device unchanged; they must not be called ``"restoration"``).
+        augment: optional batch augmentation applied before ``degrade`` (e.g.
+            :class:`genesis_monai.transforms.RandElasticInPlane`): ``augment(x[, generator=...]) -> x``.
+        restore_augmented: restoration target when ``augment`` is set. ``False`` (the Semantic
+            Genesis / TransVW reference): the cube BEFORE augmentation, so the network must also undo
+            the elastic warp; ``True``: the augmented cube (restoration of the degradation only).
+            ``False`` needs a ``degrade`` without flips (a flip would apply to the input only).
     """
 
     def __init__(self, degrade: Callable[..., Tuple[torch.Tensor, torch.Tensor]], image_key: str = CommonKeys.IMAGE,
-                 seed: Optional[int] = None, extra_targets: Optional[Mapping[str, str]] = None):
+                 seed: Optional[int] = None, extra_targets: Optional[Mapping[str, str]] = None,
+                 augment: Optional[Callable[..., torch.Tensor]] = None, restore_augmented: bool = False):
         self.degrade = degrade
+        self.augment = augment
+        self.restore_augmented = bool(restore_augmented)
+        if augment is not None and not self.restore_augmented and float(getattr(degrade, "flip_rate", 0.0) or 0.0) > 0:
+            raise ValueError("PrepareDegradedBatch: restore_augmented=False restores the cube before augmentation, "
+                             "which a flipping degradation (flip_rate > 0) would not match; set flip_rate=0 or "
+                             "restore_augmented=True")
+        self._augment_takes_generator = augment is not None and _takes_generator(augment)
         self.image_key = str(image_key)
         self.seed = seed
         self.extra_targets = dict(extra_targets or {})
@@ -79,7 +95,14 @@ class PrepareDegradedBatch(PrepareBatch):
             if self._generator is None or self._generator.device != images.device:
                 self.reset(images.device)
             generator = self._generator
-        degraded, target = self.degrade(images, generator=generator)
+        if self.augment is not None:
+            augmented = (self.augment(images, generator=generator) if self._augment_takes_generator
+                         else self.augment(images))
+            degraded, target = self.degrade(augmented, generator=generator)
+            if not self.restore_augmented:
+                target = images
+        else:
+            degraded, target = self.degrade(images, generator=generator)
         if not self.extra_targets:
             return degraded, target
         targets = {RESTORATION_TARGET: target}
@@ -87,3 +110,11 @@ class PrepareDegradedBatch(PrepareBatch):
             targets[name] = convert_to_tensor(batchdata[key], track_meta=False).to(
                 device=device, non_blocking=non_blocking, **kwargs)
         return degraded, targets
+
+
+def _takes_generator(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "generator" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
