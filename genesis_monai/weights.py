@@ -28,6 +28,7 @@ or, from the command line, ``python -m genesis_monai import-weights SRC DST --me
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import logging
@@ -141,6 +142,8 @@ class CheckpointLayout:
         required_prefixes: target keys with these prefixes MUST be filled, else import fails.
         strict: every target key of the layout must be filled (``num_batches_tracked`` may be absent).
         description: one line for help and provenance.
+        head: first key component of the layout's pretraining head (``clc_out`` for Semantic
+            Genesis/TransVW), kept with ``keep_head=True`` (dropped by default, as fine-tuning wants).
     """
 
     name: str
@@ -152,6 +155,7 @@ class CheckpointLayout:
     required_prefixes: Tuple[str, ...] = ("down_tr",)
     strict: bool = False
     description: str = ""
+    head: Optional[str] = None
 
 
 CHECKPOINT_LAYOUTS: Dict[str, CheckpointLayout] = {}
@@ -183,8 +187,29 @@ for _name in ("semantic_genesis", "transvw"):
             strict=False,
             description=f"{_name} release: YNet3D/UNet3D keys, encoder copies under 'classficationNet.', "
             "projection head and prototypes dropped; the encoder must be complete",
+            head="clc_out",
         )
     )
+
+
+def with_head(layout: CheckpointLayout) -> CheckpointLayout:
+    """``layout`` keeping its pretraining head (``clc_out.*``): the head becomes required, not dropped."""
+    if not layout.head:
+        raise ValueError(f"method {layout.name!r} has no pretraining head to keep (keep_head applies to "
+                         f"{sorted(n for n, l in CHECKPOINT_LAYOUTS.items() if l.head)})")
+    marker = f"{layout.head}."
+    return dataclasses.replace(layout, drop_substrings=tuple(s for s in layout.drop_substrings if s != marker),
+                               required_prefixes=layout.required_prefixes + (marker,))
+
+
+def head_classes(state: Mapping[str, torch.Tensor], head: str = "clc_out") -> int:
+    """Number of classes C of a checkpoint's pattern-classification head (rows of ``<head>.fc1.weight``)."""
+    suffix = f"{head}.fc1.weight"
+    for key, value in state.items():
+        if key == suffix or key.endswith("." + suffix):
+            return int(value.shape[0])
+    raise ValueError(f"the checkpoint has no {suffix!r}: it holds no {head} classification head "
+                     f"(keys like {_abbrev(list(state), 3)})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,6 +492,8 @@ def convert_state_dict(
         canon = {k: k for k in target_state}
     else:
         stages = ENCODER_STAGES + (DECODER_STAGES if genesis.has_decoder else ())
+        if layout.head and not any(layout.head + "." in d for d in layout.drop_substrings):
+            stages += (layout.head,)
         p = genesis.prefix
         # layout name (what the published file calls it) -> target key
         canon = {k[len(p):]: k for k in target_state if k.startswith(p) and k[len(p):].split(".")[0] in stages}
@@ -630,6 +657,7 @@ def import_checkpoint(
     target: Optional[nn.Module] = None,
     trusted: bool = False,
     return_report: bool = False,
+    keep_head: bool = False,
 ):
     """Read a checkpoint and return a state dict for ``target``.
 
@@ -643,6 +671,11 @@ def import_checkpoint(
             other network is matched by name and shape (:func:`match_state_dict`).
         trusted: allow full unpickling (see :func:`read_checkpoint`).
         return_report: also return the :class:`ImportReport`.
+        keep_head: keep the method's pretraining head (``clc_out`` of Semantic Genesis/TransVW) and
+            require it: the default target is then
+            ``SemanticGenesisNet(cls_classes=<rows of clc_out.fc1>)``, which loads the result with
+            ``strict=True`` (to continue pretraining). Without it the head is dropped and the
+            encoder-decoder remains (for fine-tuning).
 
     Returns:
         ``OrderedDict`` target key -> tensor (and the report when ``return_report``).
@@ -653,10 +686,12 @@ def import_checkpoint(
     if method not in CHECKPOINT_LAYOUTS:
         raise ValueError(f"unknown method {method!r}; known: {sorted(CHECKPOINT_LAYOUTS)}")
     layout = CHECKPOINT_LAYOUTS[method]
+    if keep_head:
+        layout = with_head(layout)
     ckpt = read_checkpoint(path, trusted=trusted)
     raw = _unwrap(ckpt, path)
     provenance = checkpoint_provenance(ckpt)
-    net = target if target is not None else layout.target()
+    net = target if target is not None else head_target(raw, layout, path) if keep_head else layout.target()
     target_state = net.state_dict()
     if layout.applies_to(net):
         state, report = convert_state_dict(raw, layout, target_state, source=path, genesis=find_genesis_target(net),
@@ -668,12 +703,30 @@ def import_checkpoint(
     return (state, report) if return_report else state
 
 
+def head_target(raw: Mapping[str, torch.Tensor], layout: CheckpointLayout, source: str = "<state dict>") -> nn.Module:
+    """The network a checkpoint with its pretraining head loads into: ``SemanticGenesisNet`` of its C and width."""
+    from genesis_monai.networks import SemanticGenesisNet
+
+    try:
+        classes = head_classes(raw, layout.head or "clc_out")
+    except ValueError as err:
+        raise ValueError(f"{source}: keep_head=True, but {err}") from None
+    stems = [v for k, v in raw.items() if _strip(_strip(k, layout.strip_prefixes), layout.fallback_prefixes) == _STEM_KEY]
+    width = stems[0].shape[0] / _STEM_REFERENCE_CHANNELS if stems else 1.0
+    return SemanticGenesisNet(cls_classes=classes, width=width)
+
+
+def _has_head(network: nn.Module, layout: CheckpointLayout) -> bool:
+    return bool(layout.head) and any(k.split(".")[0] == layout.head for k in network.state_dict())
+
+
 def load_pretrained_weights(
     network: nn.Module,
     path: Optional[str],
     method: str = "models_genesis",
     from_scratch: bool = False,
     trusted: bool = False,
+    keep_head: Optional[bool] = None,
 ) -> nn.Module:
     """Load pretrained weights into ``network`` loudly; returns ``network``.
 
@@ -682,6 +735,9 @@ def load_pretrained_weights(
     and shape, see :func:`match_state_dict`). Fine-tuning must never train from scratch by accident
     (ModelsGenesis issue #46): a missing file or a checkpoint that does not fit is an error unless
     ``from_scratch=True``, and the log names the file and how many tensors were loaded.
+
+    ``keep_head`` (default: whether ``network`` has the method's pretraining head, e.g. a
+    ``SemanticGenesisNet`` continuing pretraining) loads and requires the ``clc_out`` head too.
     """
     net_name = type(network).__name__
     if _as_bool(from_scratch, "from_scratch"):
@@ -692,9 +748,11 @@ def load_pretrained_weights(
             f"pretrained weights not found: {path!r}. Pretrain first (configs/training.json), import published "
             "weights with `python -m genesis_monai import-weights SRC DST`, or set from_scratch=true explicitly."
         )
+    if keep_head is None:
+        keep_head = method in CHECKPOINT_LAYOUTS and _has_head(network, CHECKPOINT_LAYOUTS[method])
     try:
         state, report = import_checkpoint(str(path), method=method, target=network, trusted=trusted,
-                                          return_report=True)
+                                          return_report=True, keep_head=bool(keep_head))
     except ValueError as err:
         raise ValueError(f"{err}\n(To train {net_name} from random initialisation on purpose, set from_scratch=true.)"
                          ) from err
@@ -724,12 +782,13 @@ def _check_destination(dst: str, overwrite: bool) -> None:
 
 
 def import_weights_cli(src: str, dst: str, method: str = "models_genesis", trusted: bool = False,
-                       overwrite: bool = False) -> str:
+                       overwrite: bool = False, keep_head: bool = False) -> str:
     """Convert a published checkpoint SRC into DST (``{"state_dict", "provenance"}``) for our networks.
 
     DST is written atomically with the usual file permissions; an existing DST is replaced only with
     ``--overwrite true``. Example: ``python -m genesis_monai import-weights Genesis_Chest_CT.pt
-    bundles/models_genesis/models/pretrained.pt --method models_genesis``.
+    bundles/models_genesis/models/pretrained.pt --method models_genesis``. ``--keep_head true``
+    (Semantic Genesis/TransVW) keeps the ``clc_out`` classification head, to continue pretraining.
     """
     from genesis_monai import __version__
 
@@ -737,9 +796,12 @@ def import_weights_cli(src: str, dst: str, method: str = "models_genesis", trust
     _check_destination(dst, _as_bool(overwrite, "overwrite"))  # before the (slow) conversion
     if method not in CHECKPOINT_LAYOUTS:
         raise ValueError(f"unknown method {method!r}; known: {sorted(CHECKPOINT_LAYOUTS)}")
-    target = CHECKPOINT_LAYOUTS[method].target()
-    state, report = import_checkpoint(src, method=method, target=target, trusted=_as_bool(trusted, "trusted"),
-                                      return_report=True)
+    keep = _as_bool(keep_head, "keep_head")
+    layout = with_head(CHECKPOINT_LAYOUTS[method]) if keep else CHECKPOINT_LAYOUTS[method]
+    trust = _as_bool(trusted, "trusted")
+    target = head_target(_unwrap(read_checkpoint(src, trusted=trust), src), layout, src) if keep else layout.target()
+    state, report = import_checkpoint(src, method=method, target=target, trusted=trust, return_report=True,
+                                      keep_head=keep)
     provenance = {
         "method": method,
         "source_file": os.path.abspath(src),
@@ -748,7 +810,8 @@ def import_weights_cli(src: str, dst: str, method: str = "models_genesis", trust
         "genesis_monai_version": __version__,
         "matched_tensors": len(report.matched),
         "network": {"class": f"{type(target).__module__}.{type(target).__qualname__}",
-                    "args": {"width": float(getattr(target, "width", 1.0))}},
+                    "args": {"width": float(getattr(target, "width", 1.0)),
+                             **({"cls_classes": int(target.cls_classes)} if hasattr(target, "cls_classes") else {})}},
     }
     atomic_torch_save({"state_dict": state, "provenance": provenance}, dst)
     print(report.summary())
