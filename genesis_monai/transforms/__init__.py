@@ -11,6 +11,8 @@
 - ``kernel_choice``: the one place that decides whether the compiled CPU kernel (``cpu_kernel``,
   ``csrc/degrade.c``, built on first use; ``buffer_pool`` recycles its output buffers) or torch
   runs a call, and why.
+- ``elastic``: :class:`RandElasticInPlane`, the in-plane elastic deformation Semantic Genesis /
+  TransVW apply before degrading, on the whole batch.
 - ``plan`` / ``execution``: ``GenesisDegrade`` draws one per-batch plan, then runs it with the
   chosen kernel.
 """
@@ -18,6 +20,7 @@
 from . import functional
 from .array import RandBezierIntensity, RandInPaint, RandLocalPixelShuffle, RandOutPaint
 from .batch import DESCRIBE_KEYS, PRESETS, GenesisDegrade
+from .elastic import RandElasticInPlane
 from .dictionary import (GenesisDegraded, RandBezierIntensityd, RandInPaintd, RandLocalPixelShuffled,
                          RandOutPaintd)
 
@@ -34,5 +37,6 @@ __all__ = [
     "RandInPaintd",
     "RandOutPaint",
     "RandOutPaintd",
+    "RandElasticInPlane",
     "functional",
 ]
