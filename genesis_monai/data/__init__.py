@@ -4,3 +4,4 @@ from genesis_monai.data.cubes import extract_cubes  # noqa: F401
 from genesis_monai.data.extraction_options import ExtractionOptions  # noqa: F401
 from genesis_monai.data.extract import extract_cubes_from_folder  # noqa: F401
 from genesis_monai.data.skip_unreadable import SkipUnreadable  # noqa: F401
+from genesis_monai.data.pattern_files import PatternDataset, find_pattern_files, write_pattern_files  # noqa: F401
