@@ -1,4 +1,8 @@
-"""Speed benchmarks that print figures (never assertions): ``python -m genesis_monai benchmark NAME``."""
+"""Benchmarks that print figures (never assertions): ``python -m genesis_monai benchmark NAME``.
+
+``transforms`` and ``cubes`` measure speed against reference-style baselines; ``transfer`` measures what
+pretraining buys on your own data set (pretrained vs scratch fine-tuning, held-out test Dice).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import importlib
 BENCHMARKS = {
     "transforms": "genesis_monai.benchmarks.transforms",
     "cubes": "genesis_monai.benchmarks.cubes",
+    "transfer": "genesis_monai.benchmarks.transfer",
 }
 
 

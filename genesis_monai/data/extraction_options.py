@@ -19,12 +19,13 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from genesis_monai.data.folds import REFERENCE_SPLITS, fold_regex
 from genesis_monai.data.intensity import INTENSITY_PRESETS, MODALITIES, MRI_NORMALIZATIONS, preset_name
 
-__all__ = ["ExtractionOptions", "RULES", "METHODS", "DICOM_READERS", "as_extraction_options"]
+__all__ = ["ExtractionOptions", "RULES", "METHODS", "DICOM_READERS", "as_extraction_options", "fitted_extraction",
+           "FITTED_RULES"]
 
 #: rejection rules: "lung" rejects crops whose dense score > lung_max (reference); "tissue" rejects
 #: crops whose dense score < tissue_min (keep foreground); "off" accepts every candidate;
@@ -248,6 +249,62 @@ def as_extraction_options(options: Any = None, **more: Any) -> ExtractionOptions
     if isinstance(options, ExtractionOptions):
         return options.replace(**more)
     return ExtractionOptions.from_mapping(options, **more)
+
+
+#: the foreground rule :func:`fitted_extraction` picks for each intensity preset when none is asked for:
+#: "tissue" (keep crops at least ``tissue_min`` = half dense: inside the body for CT at -150 HU, inside the
+#: head/body for MRI above 5% of the window), because the reference "lung" rule keeps only crops that are
+#: mostly air and so fits chest CT alone (abdominal CT or brain MRI would lose nearly every crop)
+FITTED_RULES: Dict[str, str] = {"ct": "tissue", "mri_fixed": "tissue", "mri_minmax": "tissue"}
+
+
+def fitted_extraction(
+    modality: str,
+    shapes: Sequence[Sequence[int]],
+    crop: Sequence[int],
+    *,
+    foreground: Optional[str] = None,
+    len_depth: int = 3,
+) -> Dict[str, Any]:
+    """Extraction settings that fit volumes of ``shapes`` under intensity preset ``modality``.
+
+    * ``rule``: ``foreground`` when given ("lung" for chest CT, "tissue", "off"), else
+      :data:`FITTED_RULES` of the preset ("tissue" for CT and MRI alike);
+    * ``border`` per axis: the reference border (100, 100, 30) where the smallest volume leaves room for
+      it, else a quarter of the spare room ``side - crop - 1`` (minus the ``len_depth`` look-ahead slices
+      on Z), so that a 512x512x200 chest CT keeps the reference border and a 96x96x48 volume or a
+      200x230x190 brain MRI still gives cubes from most of its extent.
+
+    Args:
+        modality: a name of :data:`~genesis_monai.data.intensity.MODALITIES`.
+        shapes: (X, Y, Z) of the volumes (e.g. from their headers); the smallest per axis decides.
+        crop: the cube (X, Y, Z).
+        foreground: None, or a rule of :data:`RULES` other than "auto".
+        len_depth: the rule's look-ahead slices (the reference's 3).
+
+    Returns:
+        ``{"modality", "rule", "border"}``: fields of :class:`ExtractionOptions` (every other field keeps
+        its default; a caller's own options go on top).
+
+    Raises:
+        ValueError: no shapes, a bad rule, or a volume smaller than one crop.
+    """
+    preset = preset_name(modality)
+    rule = FITTED_RULES[preset] if foreground is None else _choice(foreground, "foreground rule", RULES)
+    if rule == "auto":
+        raise ValueError("foreground must be lung, tissue or off (auto is what this function replaces)")
+    sides = [tuple(int(v) for v in s[:3]) for s in shapes]
+    if not sides:
+        raise ValueError("fitted_extraction needs the shape of at least one volume")
+    smallest = tuple(min(s[i] for s in sides) for i in range(3))
+    extent = (int(crop[0]), int(crop[1]), int(crop[2]) + int(len_depth))
+    spare = tuple(n - e - 1 for n, e in zip(smallest, extent))
+    if min(spare) < 0:
+        raise ValueError(f"the smallest volume {smallest} cannot hold one {crop[0]}x{crop[1]}x{crop[2]} cube "
+                         f"(+{len_depth} look-ahead slices): lower cube_shape or leave such volumes out")
+    reference = ExtractionOptions().border
+    border = tuple(int(min(ref, room // 4)) for ref, room in zip(reference, spare))
+    return {"modality": str(modality).lower(), "rule": rule, "border": border}
 
 
 def _jsonable(value: Any) -> Any:

@@ -96,7 +96,7 @@ def demo_volume_split(data_dir: str, n_labeled: int, n_val: int, n_test: int) ->
     entries = [e for key in ("training", "validation", "test") for e in content.get(key, [])]
     entries = sorted(({k: os.path.join(data_dir, e[k]) for k in ("image", "label")} for e in entries),
                      key=lambda e: e["image"])
-    _need(len(entries) - n_labeled, n_labeled, n_val, n_test, data_dir)  # the labeled ones come from the pool
+    _need(len(entries), n_labeled, n_val, n_test, data_dir)
     test, val = entries[len(entries) - n_test:], entries[len(entries) - n_test - n_val:len(entries) - n_test]
     pool = entries[:len(entries) - n_test - n_val]
     return VolumeSplit(pool=tuple(e["image"] for e in pool), labeled=tuple(pool[:n_labeled]),
@@ -182,12 +182,13 @@ def binary_label_entries(entries: Sequence[Pair], out_dir: str, foreground: Opti
                          ) -> Tuple[List[Pair], int]:
     """``(entries, n_rewritten)``: the pairs with labels that are 0/1 masks (the bundle's fine-tune is binary).
 
-    A label with other values is written once as a uint8 mask under ``out_dir`` (same affine and
-    header): 1 where the label is in ``foreground`` (default: every value > 0). Labels that are
+    A label with other values is written once as a gzipped uint8 NIfTI mask under ``out_dir`` (same
+    affine): 1 where the label is in ``foreground`` (default: every value > 0). Labels that are
     already 0/1 (and ``foreground`` None or ``[1]``) are used as they are.
     """
     import nibabel as nib
 
+    from genesis_monai.data.demo.phantom import nifti_gz_bytes
     from genesis_monai.io_utils import atomic_write_bytes
 
     out, n = [], 0
@@ -203,19 +204,10 @@ def binary_label_entries(entries: Sequence[Pair], out_dir: str, foreground: Opti
         name = os.path.basename(entry["label"]).split(".nii")[0] + "_binary.nii.gz"
         path = os.path.join(out_dir, name)
         if not os.path.isfile(path):
-            binary = nib.Nifti1Image(mask.astype(np.uint8), img.affine, header=img.header)
-            binary.set_data_dtype(np.uint8)
-            os.makedirs(out_dir, exist_ok=True)
-            atomic_write_bytes(path, binary.to_bytes() if not path.endswith(".gz") else _gz(binary.to_bytes()))
+            atomic_write_bytes(path, nifti_gz_bytes(mask.astype(np.uint8), img.affine))
         out.append({"image": entry["image"], "label": path})
         n += 1
     return out, n
-
-
-def _gz(data: bytes) -> bytes:
-    import gzip
-
-    return gzip.compress(data, compresslevel=1, mtime=0)
 
 
 @dataclass(frozen=True)
