@@ -16,6 +16,7 @@ COMMANDS: Dict[str, str] = {
     "extract-cubes": "genesis_monai.data.extract:extract_cubes_cli",
     "import-weights": "genesis_monai.weights:import_weights_cli",
     "benchmark": "genesis_monai.benchmarks:run_benchmark",
+    "discover": "genesis_monai.data.discovery.cli:discover_cli",
 }
 
 _HELP = {
@@ -23,7 +24,8 @@ _HELP = {
     "demo-data": "write the procedural chest-CT demo data set (NIfTI + datalist) to DIR",
     "extract-cubes": "cut 64x64x32 pretraining cubes out of a folder of CT/MRI volumes",
     "import-weights": "convert a published checkpoint (SRC) into a state dict for our networks (DST)",
-    "benchmark": "print speed figures: `benchmark transforms` or `benchmark cubes`",
+    "benchmark": "print figures: `benchmark transforms | cubes | semantic-genesis` (speed) or `benchmark transfer` (your data)",
+    "discover": "Semantic Genesis / TransVW self-discovery: features + pattern classes from a folder of volumes",
 }
 
 

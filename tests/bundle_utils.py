@@ -63,3 +63,41 @@ def copy_bundle(bundle: str, dst) -> str:
     shutil.copytree(os.path.join(BUNDLES_DIR, bundle), dst, ignore=shutil.ignore_patterns("eval", "runs", "*.pt"))
     os.makedirs(os.path.join(str(dst), "models"), exist_ok=True)
     return str(dst)
+
+
+def pretrains_on_patterns(bundle: str) -> bool:
+    """Whether ``bundle``'s training.json reads discovered patterns (Semantic Genesis / TransVW) instead of cubes."""
+    with open(os.path.join(BUNDLES_DIR, bundle, "configs", "training.json")) as f:
+        return "resolve_pattern_data" in f.read()
+
+
+def write_tiny_pretraining_data(bundle: str, root: str, shape: Sequence[int] = (16, 16, 8), n: int = 8,
+                                seed: int = 0) -> Dict[str, Any]:
+    """Tiny self-supervised training data in the layout ``bundle``'s training.json reads; returns its overrides.
+
+    Cube bundles get reference-named cube files (folds 0 and 5); pattern bundles get 3 pattern classes
+    in the reference pattern layout (``cls_classes`` 3). Returns ``{"dataset_dir": root, "cube_shape": shape,
+    ...}``, the ids a test passes to the workflow.
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    shape = [int(s) for s in shape]
+    coarse = [max(1, s // 4) for s in shape]
+
+    def blobs(k: int) -> np.ndarray:  # smooth blobs: something a tiny network can learn to restore
+        return np.kron(rng.random((k, *coarse), dtype=np.float32), np.ones((1, 4, 4, 4), np.float32))[
+            :, :shape[0], :shape[1], :shape[2]]
+
+    if not pretrains_on_patterns(bundle):
+        for fold in (0, 5):
+            np.save(os.path.join(root, f"bat_{n}_s_64x64x32_{fold}.npy"), blobs(n))
+        return {"dataset_dir": root, "cube_shape": shape}
+    from genesis_monai.data import write_pattern_files
+
+    classes = 3
+    for split, k in (("train", n), ("val", max(2, n // 4))):
+        cubes = blobs(classes * k)
+        for c in range(classes):  # each class: a bright box at its own place
+            cubes[c * k:(c + 1) * k, c * shape[0] // 4:c * shape[0] // 4 + shape[0] // 4 + 1] += 0.5
+        write_pattern_files(root, split, 1, 1, np.clip(cubes, 0, 1), np.repeat(np.arange(classes), k))
+    return {"dataset_dir": root, "cube_shape": shape, "cls_classes": classes}

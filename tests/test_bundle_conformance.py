@@ -19,7 +19,7 @@ import shutil
 import pytest
 import torch
 
-from bundle_utils import BUNDLES_DIR, write_tiny_segmentation_set, copy_bundle
+from bundle_utils import BUNDLES_DIR, copy_bundle, write_tiny_pretraining_data, write_tiny_segmentation_set
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "meta_schema_20240725.json")
 BUNDLES = sorted(
@@ -274,10 +274,9 @@ def test_check_properties_empty(bundle, config, workflow_type, tiny_bundles):
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_check_properties_empty_pretraining(bundle, tiny_bundles, tmp_path):
-    """The self-supervised ``training.json`` as a train workflow, on a few tiny reference-named cube files."""
+    """The self-supervised ``training.json`` as a train workflow, on tiny data in the layout it reads (cubes or patterns)."""
     import importlib
 
-    import numpy as np
     from monai.bundle import ConfigWorkflow
 
     b = tiny_bundles[bundle]
@@ -293,13 +292,11 @@ def test_check_properties_empty_pretraining(bundle, tiny_bundles, tmp_path):
     if not ready:
         pytest.skip("training.json needs genesis_monai.transforms.GenesisDegrade, genesis_monai.data.cube_dataset "
                     "and genesis_monai.data.demo (other work packages)")
-    rng = np.random.default_rng(0)
-    for fold in (0, 5):
-        np.save(tmp_path / f"bat_32_s_64x64x32_{fold}.npy", rng.random((2, 16, 16, 8), dtype=np.float32))
+    data = write_tiny_pretraining_data(bundle, str(tmp_path / "data"), shape=(16, 16, 8), n=2)
     wf = ConfigWorkflow(config_file=cfg, meta_file=os.path.join(b["root"], "configs", "metadata.json"),
-                        logging_file=False, workflow_type="train", bundle_root=b["root"], dataset_dir=str(tmp_path),
+                        logging_file=False, workflow_type="train", bundle_root=b["root"],
                         ckpt_dir=str(tmp_path / "models"),  # the bundle's models/pretrained.pt is not this run's
-                        cube_shape=[16, 16, 8], device="$torch.device('cpu')", num_workers=0)
+                        device="$torch.device('cpu')", num_workers=0, **data)
     wf.initialize()
     try:
         assert wf.check_properties() == []

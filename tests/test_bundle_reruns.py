@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_utils import BUNDLES_DIR, cpu_overrides, run_workflow, workflow, write_tiny_segmentation_set
+from bundle_utils import (BUNDLES_DIR, cpu_overrides, run_workflow, workflow, write_tiny_pretraining_data,
+                          write_tiny_segmentation_set)
 from genesis_monai.error_summary import exception_chain
 
 BUNDLES = sorted(d for d in os.listdir(BUNDLES_DIR) if os.path.isfile(os.path.join(BUNDLES_DIR, d, "configs",
@@ -30,18 +31,15 @@ def _best_filename(bundle: str, config: str) -> str:
 
 @pytest.fixture(scope="module")
 def cubes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cubes")
-    rng = np.random.default_rng(0)
-    for fold in (0, 5):
-        np.save(root / f"bat_32_s_64x64x32_{fold}.npy",
-                np.kron(rng.random((8, 4, 4, 2), dtype=np.float32), np.ones((1, 4, 4, 4), np.float32)))
-    return str(root)
+    """Per bundle: tiny pretraining data in the layout its training.json reads, and the ids that point at it."""
+    root = tmp_path_factory.mktemp("pretraining_data")
+    return {b: write_tiny_pretraining_data(b, str(root / b)) for b in BUNDLES if _has(b, "training.json")}
 
 
 def _pretraining(bundle, ckpt_dir, cubes, **overrides):
     return workflow(bundle, ["training.json"], "train", **cpu_overrides(
-        dataset_dir=cubes, cube_shape=[16, 16, 8], ckpt_dir=str(ckpt_dir), output_dir=str(ckpt_dir) + "_out",
-        batch_size=4, network_width=0.25, sample_interval=100, **overrides))
+        ckpt_dir=str(ckpt_dir), output_dir=str(ckpt_dir) + "_out",
+        batch_size=4, network_width=0.25, sample_interval=100, **cubes[bundle], **overrides))
 
 
 def _failure(wf) -> BaseException:

@@ -1,6 +1,6 @@
 """Benchmarks that print figures (never assertions): ``python -m genesis_monai benchmark NAME``.
 
-``transforms`` and ``cubes`` measure speed against reference-style baselines; ``transfer`` measures what
+``transforms``, ``cubes`` and ``semantic-genesis`` measure speed against reference-style baselines; ``transfer`` measures what
 pretraining buys on your own data set (pretrained vs scratch fine-tuning, held-out test Dice).
 """
 
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "transforms": "genesis_monai.benchmarks.transforms",
     "cubes": "genesis_monai.benchmarks.cubes",
     "transfer": "genesis_monai.benchmarks.transfer",
+    "semantic-genesis": "genesis_monai.benchmarks.semantic_genesis",
 }
 
 

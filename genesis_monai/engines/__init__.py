@@ -6,7 +6,7 @@ from genesis_monai.engines.loss_terms import LossTermsHandler
 from genesis_monai.engines.output_guard import previous_name, protect_finished_outputs
 from genesis_monai.engines.outputs import (OutputKey, output_tensors, pred_target_transform, scalars_transform,
                                            select_output)
-from genesis_monai.engines.prepare_batch import RESTORATION_TARGET, PrepareDegradedBatch
+from genesis_monai.engines.prepare_batch import RESTORATION_TARGET, PrepareDegradedBatch, PrepareReconstructionBatch
 from genesis_monai.engines.provenance import Provenance
 from genesis_monai.engines.resume import ResumeCheckpoint, TrainingProgress, resume_available
 from genesis_monai.engines.restoration_monitor import CollapseDetector, RestorationSampleSaver
@@ -14,6 +14,7 @@ from genesis_monai.engines.run_settings import log_demo_caps
 
 __all__ = [
     "PrepareDegradedBatch",
+    "PrepareReconstructionBatch",
     "RESTORATION_TARGET",
     "CollapseDetector",
     "RestorationSampleSaver",

@@ -10,7 +10,7 @@ import torch
 from monai.engines.utils import PrepareBatch
 from monai.utils import CommonKeys, convert_to_tensor
 
-__all__ = ["PrepareDegradedBatch", "RESTORATION_TARGET"]
+__all__ = ["PrepareDegradedBatch", "PrepareReconstructionBatch", "RESTORATION_TARGET"]
 
 #: name of the restoration target in the targets dict when extra targets are passed through
 RESTORATION_TARGET = "restoration"
@@ -118,3 +118,23 @@ def _takes_generator(fn: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return "generator" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+class PrepareReconstructionBatch(PrepareBatch):
+    """``prepare_batch`` for an auto-encoder (self-discovery step 1): (images, images) on the device.
+
+    The network input and the reconstruction target are the same batch ``batchdata[image_key]``
+    (N, C, *spatial), as plain tensors (no meta data).
+    """
+
+    def __init__(self, image_key: str = CommonKeys.IMAGE):
+        self.image_key = str(image_key)
+
+    def __call__(self, batchdata: Dict[str, Any], device: Union[str, torch.device, None] = None,
+                 non_blocking: bool = False, **kwargs: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(batchdata, dict) or self.image_key not in batchdata:
+            keys = list(batchdata) if isinstance(batchdata, dict) else type(batchdata).__name__
+            raise KeyError(f"PrepareReconstructionBatch: batch has no key {self.image_key!r} (found {keys})")
+        images = convert_to_tensor(batchdata[self.image_key], track_meta=False).to(
+            device=device, non_blocking=non_blocking, **kwargs)
+        return images, images

@@ -153,15 +153,18 @@ class Provenance:
         train_loader, val_loader: batch size, sampler, sample counts and files of the data.
         settings: further plain settings worth keeping (e.g. the cube shape the data was cut to).
         data: a description of the data (folder, modality, ...).
+        augmentation: a batch augmentation applied before the degradation (e.g. the Semantic Genesis
+            elastic deformation), described like ``degradation``; None when there is none.
     """
 
     def __init__(self, method: str, network: Optional[nn.Module] = None, optimizer: Any = None,
                  lr_scheduler: Any = None, degradation: Any = None, loss: Any = None, train_loader: Any = None,
                  val_loader: Any = None, settings: Optional[Dict[str, Any]] = None,
-                 data: Optional[Dict[str, Any]] = None):
+                 data: Optional[Dict[str, Any]] = None, augmentation: Any = None):
         self.method = method
         self.objects = dict(network=network, optimizer=optimizer, lr_scheduler=lr_scheduler, degradation=degradation,
-                            loss=loss, train_loader=train_loader, val_loader=val_loader)
+                            loss=loss, train_loader=train_loader, val_loader=val_loader,
+                            augmentation=augmentation)
         self.record: Dict[str, Any] = {
             "method": method,
             "settings": _plain(settings or {}),
@@ -203,7 +206,7 @@ class Provenance:
             live["optimizer"] = describe_optimizer(o["optimizer"])
         if o["lr_scheduler"] is not None:
             live["lr_scheduler"] = describe_scheduler(o["lr_scheduler"])
-        for key in ("degradation", "loss"):
+        for key in ("degradation", "augmentation", "loss"):
             if o[key] is not None:
                 live[key] = describe_object(o[key])
         for key, name in (("train_loader", "training_data"), ("val_loader", "validation_data")):

@@ -115,7 +115,8 @@ class TransferPlan:
         modality: intensity preset of the data ("ct", "mri", "mri_fixed", "mri_minmax").
         extraction: cube-extraction options (fields of ExtractionOptions, crop excluded).
         overrides: config ids set in every stage config that defines them (e.g. ``network_def#width``).
-        stage_overrides: ``{"pretrain" | "finetune" | "inference": {id: value}}`` for one stage only.
+        stage_overrides: ``{"discovery" | "pretrain" | "finetune" | "inference": {id: value}}`` for one stage
+            only (discovery: bundles with ``configs/discovery.json``).
         evaluate_test: segment and score the test volumes (False while choosing settings on validation).
     """
 
@@ -185,9 +186,10 @@ class TransferPlan:
         set_(self, "modality", str(self.modality).lower())
         if "crop" in (self.extraction or {}):
             raise ValueError("extraction: set cube_shape, not crop (the cubes are cut at cube_shape)")
-        unknown = set(self.stage_overrides) - {"pretrain", "finetune", "inference"}
+        unknown = set(self.stage_overrides) - {"discovery", "pretrain", "finetune", "inference"}
         if unknown:
-            raise ValueError(f"stage_overrides keys must be pretrain / finetune / inference, got {sorted(unknown)}")
+            raise ValueError(f"stage_overrides keys must be discovery / pretrain / finetune / inference, got "
+                             f"{sorted(unknown)}")
         if not isinstance(self.evaluate_test, bool):
             raise ValueError(f"evaluate_test must be True or False, got {self.evaluate_test!r}")
         set_(self, "extraction", dict(self.extraction or {}))

@@ -24,7 +24,21 @@ from genesis_monai.transfer.splits import StageInputs, VolumeSplit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_transfer", "resolve_device", "n_stages"]
+__all__ = ["run_transfer", "resolve_device", "n_stages", "DISCOVERY_SHARE"]
+
+#: share of the pretraining budget that self-discovery's auto-encoder gets (bundles with discovery.json);
+#: pretraining on the patterns gets the rest, so both together keep the plan's pretraining budget
+DISCOVERY_SHARE = 0.3
+
+
+def _pattern_counts(folder: str) -> Dict[str, int]:
+    """Training / validation crops in a discovered-patterns folder (read from the .npy headers)."""
+    import numpy as np
+
+    from genesis_monai.data.pattern_files import find_pattern_files
+
+    return {split: int(sum(np.load(r["image"], mmap_mode="r").shape[0] for r in records))
+            for split, records in find_pattern_files(folder).items()}
 
 
 def resolve_device(device: Optional[str]) -> str:
@@ -77,20 +91,42 @@ def run_transfer(plan: TransferPlan, split: VolumeSplit, inputs: StageInputs, ou
     for line in plan.budget_warnings():
         logger.warning("transfer plan: %s", line)
 
-    # 1. cubes from the pool only
-    progress.stage(f"cube extraction: {len(split.pool)} unlabeled volumes -> {'x'.join(map(str, plan.cube_shape))} "
-                   f"cubes (rule {extraction.get('rule', 'auto')}, border {tuple(extraction.get('border', ()))})")
-    t0 = time.perf_counter()
-    cubes_dir = os.path.join(output_dir, "cubes")
-    summary_cubes = stages.extract_pool_cubes(plan, inputs.pool_dir, cubes_dir, extraction, seed=plan.seeds[0])
-    times["cubes"] = time.perf_counter() - t0
-    cubes = dict(summary_cubes.get("splits", {}))
-    progress.event(f"{cubes.get('training', 0)} training + {cubes.get('validation', 0)} validation cubes "
-                   f"({len(summary_cubes.get('skipped', []))} volumes skipped) in {times['cubes']:.0f} s")
+    if stages.discovers_patterns(bundle_root):
+        # 1-2. self-discovery on the pool only, then pretraining on its patterns, within one pretraining budget
+        share = DISCOVERY_SHARE
+        progress.stage(f"self-discovery ({plan.bundle} discovery.json): auto-encoder for "
+                       f"{share * plan.pretrain_seconds:.0f} s, features, patterns from {len(split.pool)} unlabeled "
+                       "volumes")
+        found = stages.discover(plan, bundle_root, inputs.pool_dir, os.path.join(runs_dir, "discovery"), device,
+                                share * plan.pretrain_seconds, progress)
+        times["discovery"] = found["seconds"]
+        cubes_dir = found["patterns_dir"]
+        summary_cubes = {"splits": _pattern_counts(cubes_dir), "skipped": []}
+        cubes = dict(summary_cubes["splits"])
+        progress.event(f"{found['classes']} pattern classes: {cubes.get('training', 0)} training + "
+                       f"{cubes.get('validation', 0)} validation crops in {found['seconds']:.0f} s")
+        pretrain_plan = plan.replace(pretrain_fraction=plan.pretrain_fraction * (1.0 - share),
+                                     stage_overrides={**plan.stage_overrides, "pretrain": {
+                                         "cls_classes": found["classes"], **plan.stage_overrides.get("pretrain", {})}})
+    else:
+        # 1. cubes from the pool only
+        progress.stage(f"cube extraction: {len(split.pool)} unlabeled volumes -> "
+                       f"{'x'.join(map(str, plan.cube_shape))} cubes (rule {extraction.get('rule', 'auto')}, "
+                       f"border {tuple(extraction.get('border', ()))})")
+        t0 = time.perf_counter()
+        cubes_dir = os.path.join(output_dir, "cubes")
+        summary_cubes = stages.extract_pool_cubes(plan, inputs.pool_dir, cubes_dir, extraction, seed=plan.seeds[0])
+        times["cubes"] = time.perf_counter() - t0
+        cubes = dict(summary_cubes.get("splits", {}))
+        progress.event(f"{cubes.get('training', 0)} training + {cubes.get('validation', 0)} validation cubes "
+                       f"({len(summary_cubes.get('skipped', []))} volumes skipped) in {times['cubes']:.0f} s")
+        pretrain_plan = plan
 
     # 2. pretraining
-    progress.stage(f"pretraining ({plan.bundle} training.json, width {plan.width:g}) for {plan.pretrain_seconds:.0f} s")
-    pre = stages.pretrain(plan, bundle_root, cubes_dir, os.path.join(runs_dir, "pretraining"), device, progress)
+    progress.stage(f"pretraining ({plan.bundle} training.json, width {plan.width:g}) for "
+                   f"{pretrain_plan.pretrain_seconds:.0f} s")
+    pre = stages.pretrain(pretrain_plan, bundle_root, cubes_dir, os.path.join(runs_dir, "pretraining"), device,
+                          progress)
     times["pretraining"] = pre.seconds
 
     # 3. fine-tunes, same seeds and budget for both initialisations

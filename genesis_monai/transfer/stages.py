@@ -33,7 +33,8 @@ __all__ = ["key_metric_name", "stage_overrides", "fresh_run_dir", "extract_pool_
 #: marks a folder as a run folder of this job: only such folders are emptied for a rerun
 RUN_MARKER = ".genesis_transfer_run"
 #: config file of each stage
-STAGE_CONFIGS = {"pretrain": "training.json", "finetune": "train.json", "inference": "inference.json"}
+STAGE_CONFIGS = {"pretrain": "training.json", "finetune": "train.json", "inference": "inference.json",
+                 "discovery": "discovery.json"}
 
 
 def key_metric_name(bundle: str, config: str) -> str:
@@ -70,7 +71,8 @@ def stage_overrides(plan: TransferPlan, bundle_root: str, stage: str, own: Mappi
     Raises KeyError naming an id of ``own`` or of the plan's stage overrides that the config lacks, and
     an id of ``plan.overrides`` that none of the three configs defines (with the nearest known id).
     """
-    parsers = {s: _parser(bundle_root, c) for s, c in STAGE_CONFIGS.items()}
+    parsers = {s: _parser(bundle_root, c) for s, c in STAGE_CONFIGS.items()
+               if os.path.isfile(os.path.join(bundle_root, "configs", c))}
     parser, config = parsers[stage], STAGE_CONFIGS[stage]
 
     def missing(ids, p) -> List[str]:
@@ -138,6 +140,52 @@ def extract_pool_cubes(plan: TransferPlan, pool_dir: str, cubes_dir: str, option
     opts = {"modality": plan.modality, "seed": int(seed), "splits": {"training": list(range(9)), "validation": [9]},
             **dict(options), "crop": plan.cube_shape}
     return extract_cubes_from_folder(pool_dir, cubes_dir, opts, progress=False, overwrite=True)
+
+
+def discovers_patterns(bundle_root: str) -> bool:
+    """Whether the bundle pretrains on discovered patterns (it has ``configs/discovery.json``: Semantic
+    Genesis, TransVW) rather than on cubes cut from the volumes (Models Genesis)."""
+    return os.path.isfile(os.path.join(bundle_root, "configs", "discovery.json"))
+
+
+def discover(plan: TransferPlan, bundle_root: str, pool_dir: str, run_dir: str, device: str, seconds: float,
+             progress: Progress) -> Dict[str, Any]:
+    """Self-discovery on the pool volumes with the bundle's ``discovery.json`` (auto-encoder for ``seconds``,
+    then features and patterns of ``plan.cube_shape``); returns ``{"patterns_dir", "seconds", "classes"}``.
+
+    The preset decides the discovery scale: ``demo`` uses the bundle's demo caps for the class and instance
+    counts (capped by the pool size), ``paper`` the published ones (C = 200 generated, K = 200 / 30).
+    """
+    from monai.bundle import ConfigWorkflow
+
+    run_dir = fresh_run_dir(run_dir)
+    patterns_dir = os.path.join(run_dir, "patterns")
+    parser = _parser(bundle_root, "discovery.json")
+    caps = parser.get("demo_caps", {})
+    n_volumes = len([n for n in os.listdir(pool_dir) if not n.startswith(".")])
+    n_val = max(1, int(round(0.1 * n_volumes)))
+    own: Dict[str, Any] = {
+        **_common(plan, bundle_root, device, plan.seeds[0]), "dataset_dir": pool_dir, "patterns_dir": patterns_dir,
+        "ckpt_dir": os.path.join(run_dir, "models"), "output_dir": run_dir, "cube_shape": list(plan.cube_shape),
+        "use_demo_caps": plan.preset == "demo", "time_budget_minutes": seconds / 60.0, "max_epochs": 10**6,
+        "intensity_preset": plan.modality,
+    }
+    if plan.preset == "demo":
+        own["n_instances"] = int(min(n_volumes - n_val, 3 * int(caps.get("discovery_instances", 8))))
+        own["n_instances_val"] = int(min(n_val, int(caps.get("discovery_instances_val", 2))))
+        own["n_classes"] = int(min(n_volumes - n_val, 2 * int(caps.get("discovery_classes", 6))))
+    overrides = stage_overrides(plan, bundle_root, "discovery", own)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="parsing config_file")
+        wf = ConfigWorkflow(config_file=os.path.join(bundle_root, "configs", "discovery.json"),
+                            meta_file=os.path.join(bundle_root, "configs", "metadata.json"), logging_file=False,
+                            workflow_type="train", run_id="training", **overrides)
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+    n_classes = int(wf.parser.get_parsed_content("n_classes"))
+    return {"patterns_dir": patterns_dir, "seconds": time.perf_counter() - t0, "classes": n_classes}
 
 
 # --------------------------------------------------------------------------------------------- #
