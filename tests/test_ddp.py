@@ -53,8 +53,14 @@ def _run_torchrun(bundle: str, configs, run_id: str, args: dict, tmp_path) -> st
                       "--logging_file", os.path.join(bundle, "configs", "logging.conf"),
                       "--args_file", str(args_file)]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # force the gloo/CPU path
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    out = proc.stdout + proc.stderr
+    for attempt in range(2):
+        proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        out = proc.stdout + proc.stderr
+        # gloo's rendezvous on a loaded 2-core machine now and then aborts a rank inside torch's C++ before
+        # any config code ran (std::terminate, no Python traceback): retry that once, nothing else
+        infra_abort = "terminate called without an active exception" in out and not list(tmp_path.glob("ddp_probe_*"))
+        if proc.returncode == 0 or not infra_abort:
+            break
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{out[-20000:]}"
     probes = "".join(p.read_text() + "\n" for p in sorted(tmp_path.glob("ddp_probe_*.txt")))
     return probes + out
