@@ -15,11 +15,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, Mapping, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "default_file_mode",
+__all__ = ["jsonable", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "default_file_mode",
            "PARTIAL_SUFFIX"]
 
 #: suffix of the temporary files :func:`atomic_write` creates (left only by a killed process)
@@ -86,3 +86,15 @@ def atomic_torch_save(obj: Any, path: PathLike) -> str:
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
     return str(path)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, mapping keys as str and NumPy/torch scalars as Python numbers, recursively,
+    so that settings written to JSON compare equal after a reload."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value

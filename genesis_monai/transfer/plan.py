@@ -16,6 +16,8 @@ comparison runs what the bundle says.
 
 from __future__ import annotations
 
+from genesis_monai.io_utils import jsonable
+
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -228,17 +230,10 @@ class TransferPlan:
 
     def as_dict(self) -> Dict[str, Any]:
         """Every setting, JSON-ready (tuples as lists), plus the derived stage budgets in seconds."""
-        out = {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out = {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
         out.update(pretrain_seconds=self.pretrain_seconds, finetune_seconds=self.finetune_seconds)
         return out
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def make_plan(bundle_root: str, bundle: str = "models_genesis", preset: str = "demo",

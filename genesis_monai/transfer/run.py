@@ -9,6 +9,8 @@ segmented once, by the best-validation checkpoint of each run, after all trainin
 
 from __future__ import annotations
 
+from genesis_monai.io_utils import jsonable
+
 import logging
 import os
 import shutil
@@ -193,7 +195,7 @@ def run_transfer(plan: TransferPlan, split: VolumeSplit, inputs: StageInputs, ou
     total = progress.elapsed
     summary: Dict[str, Any] = {
         "bundle": plan.bundle, "device": device, "output_dir": output_dir, "plan": plan.as_dict(),
-        "data": {**(data_info or {}), "counts": split.counts(), "cubes": cubes, "extraction": _jsonable(extraction),
+        "data": {**(data_info or {}), "counts": split.counts(), "cubes": cubes, "extraction": jsonable(extraction),
                  "skipped_volumes": summary_cubes.get("skipped", []),
                  "labeled": [e["image"] for e in split.labeled], "validation": [e["image"] for e in split.validation],
                  "test": [e["image"] for e in split.test], "excluded_from_pool": list(split.excluded)},
@@ -207,10 +209,3 @@ def run_transfer(plan: TransferPlan, split: VolumeSplit, inputs: StageInputs, ou
     atomic_write_json(os.path.join(output_dir, "results.json"), summary)
     return summary
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value

@@ -19,23 +19,12 @@ import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from genesis_monai.io_utils import atomic_write_json
+from genesis_monai.io_utils import atomic_write_json, jsonable
 
 __all__ = ["STATE_FILE", "STATE_VERSION", "read_state", "write_state", "settings_differences", "jsonable"]
 
 STATE_FILE = "discovery_state.json"
 STATE_VERSION = 1
-
-
-def jsonable(value: Any) -> Any:
-    """Tuples -> lists, NumPy scalars -> Python numbers, recursively (so settings compare equal after a reload)."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
 
 
 def read_state(folder: str) -> Optional[Dict[str, Any]]:
