@@ -17,6 +17,7 @@ COMMANDS: Dict[str, str] = {
     "import-weights": "genesis_monai.weights:import_weights_cli",
     "benchmark": "genesis_monai.benchmarks:run_benchmark",
     "discover": "genesis_monai.data.discovery.cli:discover_cli",
+    "explain": "genesis_monai.explain:explain_cli",
 }
 
 _HELP = {
@@ -26,6 +27,7 @@ _HELP = {
     "import-weights": "convert a published checkpoint (SRC) into a state dict for our networks (DST)",
     "benchmark": "print figures: `benchmark transforms | cubes | semantic-genesis` (speed) or `benchmark transfer` (your data)",
     "discover": "Semantic Genesis / TransVW self-discovery: features + pattern classes from a folder of volumes",
+    "explain": "SMART-Net pictures: Grad-CAM overlays and a t-SNE map of slice features (--bundle smart_net)",
 }
 
 

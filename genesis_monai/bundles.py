@@ -116,6 +116,15 @@ def _pretrained_method(root: Path, overrides: Optional[Mapping[str, Any]]) -> st
     return str(parser.get_parsed_content("pretrained_method"))
 
 
+def _pretrained_parts(root: Path, overrides: Optional[Mapping[str, Any]]) -> Optional[List[str]]:
+    """The sub-networks fine-tuning loads from the pretrained checkpoint (``pretrained_parts``; None: all)."""
+    parser = bundle_parser(root, "train.json", overrides)
+    if "pretrained_parts" not in parser:
+        return None
+    parts = parser.get_parsed_content("pretrained_parts")
+    return None if parts is None else [str(p) for p in parts]
+
+
 def _load_finetuned(net: nn.Module, path: Path) -> None:
     from genesis_monai.weights import read_checkpoint
 
@@ -150,7 +159,8 @@ def load_bundle(
         weights: ``"finetuned"`` reads ``models/model.pt`` (a flat state dict or ``{"model": ...}``,
             as written by configs/train.json; loaded strictly); ``"pretrained"`` reads
             ``models/pretrained.pt`` through :func:`genesis_monai.weights.load_pretrained_weights`
-            with the layout named by the bundle's ``pretrained_method`` (our pretraining output, or
+            with the layout named by the bundle's ``pretrained_method`` and only its
+            ``pretrained_parts`` when train.json names them (SMART-Net: the encoder; our pretraining output, or
             a published checkpoint imported with ``python -m genesis_monai import-weights``);
             ``"none"`` leaves the random initialisation.
         device: where to put the network.
@@ -185,6 +195,7 @@ def load_bundle(
         else:
             from genesis_monai.weights import load_pretrained_weights
 
-            load_pretrained_weights(net, str(path), method=_pretrained_method(root, overrides))
+            load_pretrained_weights(net, str(path), method=_pretrained_method(root, overrides),
+                                    parts=_pretrained_parts(root, overrides))
         logger.info("bundle %s: loaded %s weights from %s", name, weights, path)
     return net.to(device).eval()

@@ -115,6 +115,10 @@ def find_genesis_target(net: nn.Module) -> Optional[GenesisTarget]:
     return None
 
 
+def _never(net: nn.Module) -> bool:
+    return False
+
+
 def _is_genesis_network(net: nn.Module) -> bool:
     return find_genesis_target(net) is not None
 
@@ -144,6 +148,9 @@ class CheckpointLayout:
         description: one line for help and provenance.
         head: first key component of the layout's pretraining head (``clc_out`` for Semantic
             Genesis/TransVW), kept with ``keep_head=True`` (dropped by default, as fine-tuning wants).
+        parts: sub-network prefixes loaded by the *parts* rule (:mod:`genesis_monai.weight_parts`)
+            into any target other than the layout's own network (SMART-Net: ``("encoder.",)`` into the
+            2D->3D downstream networks) when ``parts_apply_to(target)``; empty for the Genesis layouts.
     """
 
     name: str
@@ -156,6 +163,8 @@ class CheckpointLayout:
     strict: bool = False
     description: str = ""
     head: Optional[str] = None
+    parts: Tuple[str, ...] = ()
+    parts_apply_to: Callable[[nn.Module], bool] = _never
 
 
 CHECKPOINT_LAYOUTS: Dict[str, CheckpointLayout] = {}
@@ -190,6 +199,34 @@ for _name in ("semantic_genesis", "transvw"):
             head="clc_out",
         )
     )
+
+
+def _smart_net_factory() -> nn.Module:
+    from genesis_monai.networks import SMARTNet
+
+    return SMARTNet()
+
+
+def _not_smart_net(net: nn.Module) -> bool:
+    from genesis_monai.networks import SMARTNet
+
+    return not isinstance(net, SMARTNet)
+
+
+register_layout(
+    CheckpointLayout(
+        name="smart_net",
+        target=_smart_net_factory,
+        applies_to=_never,  # a SMARTNet target: the generic rule (same names and shapes)
+        parts_apply_to=_not_smart_net,
+        strip_prefixes=("module.",),
+        required_prefixes=("encoder.",),
+        parts=("encoder.",),
+        description="SMART-Net (2022 code) state dict: encoder., classification_head., seg_decoder., "
+        "segmentation_head., rec_decoder., reconstruction_head.; downstream networks load the encoder. "
+        "(optionally seg_decoder.) part",
+    )
+)
 
 
 def with_head(layout: CheckpointLayout) -> CheckpointLayout:
@@ -658,6 +695,7 @@ def import_checkpoint(
     trusted: bool = False,
     return_report: bool = False,
     keep_head: bool = False,
+    parts: Optional[Sequence[str]] = None,
 ):
     """Read a checkpoint and return a state dict for ``target``.
 
@@ -676,6 +714,9 @@ def import_checkpoint(
             ``SemanticGenesisNet(cls_classes=<rows of clc_out.fc1>)``, which loads the result with
             ``strict=True`` (to continue pretraining). Without it the head is dropped and the
             encoder-decoder remains (for fine-tuning).
+        parts: load only these sub-networks (prefixes such as ``"encoder."``) by the parts rule
+            (:func:`genesis_monai.weight_parts.match_parts`); default: the layout's ``parts`` when
+            ``target`` is not the layout's own network (SMART-Net's downstream networks).
 
     Returns:
         ``OrderedDict`` target key -> tensor (and the report when ``return_report``).
@@ -693,7 +734,14 @@ def import_checkpoint(
     provenance = checkpoint_provenance(ckpt)
     net = target if target is not None else head_target(raw, layout, path) if keep_head else layout.target()
     target_state = net.state_dict()
-    if layout.applies_to(net):
+    if parts is None and layout.parts and layout.parts_apply_to(net):
+        parts = layout.parts
+    if parts is not None:
+        from genesis_monai.weight_parts import match_parts
+
+        state, report = match_parts(raw, target_state, parts, source=path, network=type(net).__name__, method=method,
+                                    provenance=provenance)
+    elif layout.applies_to(net):
         state, report = convert_state_dict(raw, layout, target_state, source=path, genesis=find_genesis_target(net),
                                            provenance=provenance)
     else:
@@ -727,6 +775,7 @@ def load_pretrained_weights(
     from_scratch: bool = False,
     trusted: bool = False,
     keep_head: Optional[bool] = None,
+    parts: Optional[Sequence[str]] = None,
 ) -> nn.Module:
     """Load pretrained weights into ``network`` loudly; returns ``network``.
 
@@ -738,6 +787,8 @@ def load_pretrained_weights(
 
     ``keep_head`` (default: whether ``network`` has the method's pretraining head, e.g. a
     ``SemanticGenesisNet`` continuing pretraining) loads and requires the ``clc_out`` head too.
+    ``parts`` (e.g. ``["encoder.", "seg_decoder."]``) loads only those sub-networks, see
+    :func:`import_checkpoint`.
     """
     net_name = type(network).__name__
     if _as_bool(from_scratch, "from_scratch"):
@@ -752,7 +803,7 @@ def load_pretrained_weights(
         keep_head = method in CHECKPOINT_LAYOUTS and _has_head(network, CHECKPOINT_LAYOUTS[method])
     try:
         state, report = import_checkpoint(str(path), method=method, target=network, trusted=trusted,
-                                          return_report=True, keep_head=bool(keep_head))
+                                          return_report=True, keep_head=bool(keep_head), parts=parts)
     except ValueError as err:
         raise ValueError(f"{err}\n(To train {net_name} from random initialisation on purpose, set from_scratch=true.)"
                          ) from err

@@ -71,14 +71,26 @@ def pretrains_on_patterns(bundle: str) -> bool:
         return "resolve_pattern_data" in f.read()
 
 
+def pretrains_on_head_ct(bundle: str) -> bool:
+    """Whether ``bundle``'s training.json trains on labeled head-CT volumes (SMART-Net's supervised upstream)."""
+    with open(os.path.join(BUNDLES_DIR, bundle, "configs", "training.json")) as f:
+        return "head_ct_splits" in f.read()
+
+
 def write_tiny_pretraining_data(bundle: str, root: str, shape: Sequence[int] = (16, 16, 8), n: int = 8,
                                 seed: int = 0) -> Dict[str, Any]:
     """Tiny self-supervised training data in the layout ``bundle``'s training.json reads; returns its overrides.
 
     Cube bundles get reference-named cube files (folds 0 and 5); pattern bundles get 3 pattern classes
-    in the reference pattern layout (``cls_classes`` 3). Returns ``{"dataset_dir": root, "cube_shape": shape,
+    in the reference pattern layout (``cls_classes`` 3); head-CT bundles (SMART-Net) small head-CT
+    phantoms with masks, read at 32x32 slices. Returns ``{"dataset_dir": root, "cube_shape": shape,
     ...}``, the ids a test passes to the workflow.
     """
+    if pretrains_on_head_ct(bundle):  # small head-CT phantoms with hemorrhage masks, 32x32 slices
+        from genesis_monai.data.demo import write_demo_dataset
+
+        write_demo_dataset(root, phantom="head_ct", n_volumes=max(6, n // 2), shape=(48, 48, 12), seed=seed)
+        return {"dataset_dir": root, "slice_size": 32}
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
     shape = [int(s) for s in shape]

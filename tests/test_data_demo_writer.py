@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from genesis_monai.data.demo import CHEST_CT, PHANTOMS, Phantom, write_demo_dataset
+from genesis_monai.data.demo import CHEST_CT, HEAD_CT, PHANTOMS, Phantom, write_demo_dataset
 from genesis_monai.data.demo.checks import check_shape, check_spacing
 
 
@@ -62,11 +62,13 @@ def test_phantoms_do_not_replace_each_others_data_sets(tmp_path):
     write_demo_dataset(out, phantom=TOY)
     with pytest.raises(FileExistsError, match="not written by the chest_ct demo generator"):
         write_demo_dataset(out, n_volumes=3, shape=(64, 64, 32), spacing=(5.0, 5.0, 10.0))
-    with pytest.raises(ValueError, match=r"unknown phantom 'head_ct'; choose one of \['chest_ct'\]"):
+    with pytest.raises(ValueError, match=r"unknown phantom 'knee_mri'; choose one of \['chest_ct', 'head_ct'\]"):
+        write_demo_dataset(out, phantom="knee_mri")
+    with pytest.raises(FileExistsError, match="not written by the head_ct demo generator"):
         write_demo_dataset(out, phantom="head_ct")
     with pytest.raises(ValueError, match=r"shape must be 2 integers \(X, Y\) with X >= 8, Y >= 8"):
         write_demo_dataset(out, phantom=TOY, shape=(16, 4))
-    assert PHANTOMS == {"chest_ct": CHEST_CT}
+    assert PHANTOMS == {"chest_ct": CHEST_CT, "head_ct": HEAD_CT}
 
 
 def test_argument_checks():

@@ -11,19 +11,31 @@ from genesis_monai.data.readers import is_volume_file, list_volumes, read_volume
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["segmentation_datalist", "inference_inputs", "ensure_dataset_dir"]
+__all__ = ["segmentation_datalist", "inference_inputs", "ensure_dataset_dir", "demo_phantom_for"]
+
+
+def demo_phantom_for(dataset_dir: str) -> Optional[str]:
+    """The phantom whose default demo folder ``dataset_dir`` is (e.g. ``"head_ct"``), else None."""
+    from genesis_monai.data.demo import PHANTOMS, demo_data_dir
+
+    dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
+    for name in PHANTOMS:
+        if dataset_dir == os.path.abspath(demo_data_dir(name)):
+            return name
+    return None
 
 
 def ensure_dataset_dir(dataset_dir: str) -> str:
-    """Absolute ``dataset_dir``; generates the demo data set when it is the (empty) demo location."""
+    """Absolute ``dataset_dir``; generates a phantom's demo data set when it is that phantom's (empty) demo location."""
     dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
     if not (os.path.isdir(dataset_dir) and os.listdir(dataset_dir)):
-        from genesis_monai.data.demo import demo_data_dir, write_demo_dataset
+        phantom = demo_phantom_for(dataset_dir)
+        if phantom is not None:
+            from genesis_monai.data.demo import write_demo_dataset
 
-        if dataset_dir == os.path.abspath(demo_data_dir()):
-            logger.warning("dataset_dir %s is the demo location and empty: generating the procedural demo data set.",
-                           dataset_dir)
-            write_demo_dataset(dataset_dir)
+            logger.warning("dataset_dir %s is the %s demo location and empty: generating the procedural demo data set.",
+                           dataset_dir, phantom)
+            write_demo_dataset(dataset_dir, phantom=phantom)
     if not os.path.isdir(dataset_dir):
         raise FileNotFoundError(f"dataset_dir {dataset_dir!r} does not exist")
     return dataset_dir

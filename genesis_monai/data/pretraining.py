@@ -35,11 +35,11 @@ CUBE_DATALIST = "cubes_datalist.json"
 
 
 def is_demo_dataset(dataset_dir: str) -> bool:
-    """True for the demo location and for any folder holding a demo ``dataset.json`` (key ``genesis_demo``)."""
-    from genesis_monai.data.demo import demo_data_dir
+    """True for a phantom's demo location and for any folder holding a demo ``dataset.json`` (key ``genesis_demo``)."""
+    from genesis_monai.data.datalist import demo_phantom_for
 
     dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
-    if dataset_dir == os.path.abspath(demo_data_dir()):
+    if demo_phantom_for(dataset_dir) is not None:
         return True
     try:
         with open(os.path.join(dataset_dir, "dataset.json")) as f:

@@ -25,3 +25,11 @@ __all__ = [
     "needs_sigmoid",
     "with_sigmoid",
 ]
+
+# SMART-Net: the 2D multi-task network, its single-output segmentation form and the 2D -> 3D downstream networks
+from genesis_monai.networks.scse import SCSEBlock
+from genesis_monai.networks.slice_to_volume import SMARTNetVolumeClassifier, SMARTNetVolumeSegmenter
+from genesis_monai.networks.smart_net import SMARTNet, SMARTNetEncoder, SMARTNetSegmentation
+
+__all__ += ["SCSEBlock", "SMARTNet", "SMARTNetEncoder", "SMARTNetSegmentation", "SMARTNetVolumeClassifier",
+            "SMARTNetVolumeSegmenter"]

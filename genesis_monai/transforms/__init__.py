@@ -40,3 +40,19 @@ __all__ = [
     "RandElasticInPlane",
     "functional",
 ]
+
+# SMART-Net slice preparation (issue 13): CLAHE, empty-end-slice crop, lesion-slice sampling, small components
+from .clahe import CLAHE, CLAHEd
+from .components import RemoveSmallComponents, RemoveSmallComponentsd
+from .slices import CropEmptyEndSlices, CropEmptyEndSlicesd, RandLesionSlice, RandLesionSliced
+
+__all__ += [
+    "CLAHE",
+    "CLAHEd",
+    "CropEmptyEndSlices",
+    "CropEmptyEndSlicesd",
+    "RandLesionSlice",
+    "RandLesionSliced",
+    "RemoveSmallComponents",
+    "RemoveSmallComponentsd",
+]

@@ -39,6 +39,15 @@ from genesis_monai.data.demo.chest_ct import (  # noqa: F401
     make_demo_volume,
 )
 from genesis_monai.data.demo.phantom import Phantom  # noqa: F401
+from genesis_monai.data.demo.head_ct import (  # noqa: F401
+    HEAD_CT,
+    HEAD_CT_N_VOLUMES,
+    HEAD_CT_SHAPE,
+    HEAD_CT_SPACING,
+    HEMORRHAGE_KINDS,
+    head_ct_lesion_kinds,
+    make_head_ct_volume,
+)
 from genesis_monai.data.demo.writer import PHANTOMS, demo_data_dir, demo_split, write_demo_dataset  # noqa: F401
 
 __all__ = [
@@ -53,4 +62,11 @@ __all__ = [
     "DEMO_SPACING",
     "DEMO_N_VOLUMES",
     "GENERATOR_VERSION",
+    "make_head_ct_volume",
+    "head_ct_lesion_kinds",
+    "HEAD_CT",
+    "HEAD_CT_SHAPE",
+    "HEAD_CT_SPACING",
+    "HEAD_CT_N_VOLUMES",
+    "HEMORRHAGE_KINDS",
 ]

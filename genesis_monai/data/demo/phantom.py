@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class Phantom:
         axes: a sentence on the axis order and orientation (recorded in ``dataset.json``).
         file_prefix, suffix: files are ``imagesTr/{file_prefix}_{index:03d}{suffix}``.
         encode: ``(array, affine) -> bytes`` of one file (default gzipped NIfTI).
+        entry_fields: optional ``(index, seed) -> dict`` of JSON values added to volume ``index``'s
+            datalist entry (e.g. the head CT's ``hemorrhage`` flag), computed without making the volume
+            so that a resumed run knows them too.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Phantom:
     file_prefix: str = "demo"
     suffix: str = ".nii.gz"
     encode: Callable[[np.ndarray, np.ndarray], bytes] = nifti_gz_bytes
+    entry_fields: Optional[Callable[[int, int], Dict[str, Any]]] = None
 
     @property
     def ndim(self) -> int:

@@ -1,5 +1,9 @@
 """Write a phantom's volumes as a Decathlon-style data set on disk: resumable, atomic, deterministic.
 
+A phantom may add fields of its own to each volume's datalist entry: an ``entry_fields`` attribute
+``(index, seed) -> dict`` of JSON values (the head CT's ``{"hemorrhage": 0|1, "hemorrhage_kinds": [...]}``,
+see :attr:`~genesis_monai.data.demo.phantom.Phantom.entry_fields`), computed without making the volume.
+
 Split of the written data set (deterministic, by index, :func:`demo_split`): ``max(1, round(n / 6))``
 test volumes at the end, as many validation volumes before them, the rest for training; 12
 volumes give 8 training / 2 validation / 2 test, 3 volumes give 1 / 1 / 1.
@@ -15,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from genesis_monai.data.demo.checks import check_int, check_shape, check_spacing
 from genesis_monai.data.demo.chest_ct import CHEST_CT
+from genesis_monai.data.demo.head_ct import HEAD_CT
 from genesis_monai.data.demo.phantom import Phantom
 from genesis_monai.io_utils import atomic_write_bytes, atomic_write_json
 
@@ -23,19 +28,25 @@ logger = logging.getLogger(__name__)
 __all__ = ["write_demo_dataset", "demo_data_dir", "demo_split", "PHANTOMS", "DATALIST", "PROGRESS_FILE"]
 
 #: the phantoms ``write_demo_dataset(phantom=...)`` knows by name
-PHANTOMS: Dict[str, Phantom] = {p.name: p for p in (CHEST_CT,)}
+PHANTOMS: Dict[str, Phantom] = {p.name: p for p in (CHEST_CT, HEAD_CT)}
 #: the data set's datalist, written last
 DATALIST = "dataset.json"
 #: the parameters of a run in progress (hidden): a rerun with the same parameters resumes
 PROGRESS_FILE = ".genesis_demo_params.json"
 
 
-def demo_data_dir() -> str:
-    """Default folder of the demo data set: ``$GENESIS_MONAI_DATA`` if set, else ``~/.cache/genesis_monai/demo``."""
+def demo_data_dir(phantom: Union[str, Phantom] = "chest_ct") -> str:
+    """Default folder of a phantom's demo data set.
+
+    The chest CT's: ``$GENESIS_MONAI_DATA`` if set, else ``~/.cache/genesis_monai/demo``. Another
+    phantom's: the same path with ``_<name>`` appended (a sibling, e.g.
+    ``~/.cache/genesis_monai/demo_head_ct``), so that one data set never lies inside another.
+    """
+    name = _phantom(phantom).name
     env = os.environ.get("GENESIS_MONAI_DATA")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.join(os.path.expanduser("~"), ".cache", "genesis_monai", "demo")
+    base = os.path.abspath(os.path.expanduser(env)) if env else os.path.join(
+        os.path.expanduser("~"), ".cache", "genesis_monai", "demo")
+    return base if name == CHEST_CT.name else f"{base.rstrip(os.sep)}_{name}"
 
 
 def demo_split(n_volumes: int) -> Dict[str, List[int]]:
@@ -102,7 +113,12 @@ def write_demo_dataset(
         out_dir/imagesTr/demo_000.nii.gz   chest CT: int16 HU, (X, Y, Z) = shape, RAS affine with spacing
         out_dir/labelsTr/demo_000.nii.gz   chest CT: uint8 nodule mask (0/1)
         out_dir/dataset.json               "training" / "validation" / "test" lists of
-                                           {"image", "label"} (see :func:`demo_split`)
+                                           {"image", "label"} (see :func:`demo_split`), plus the
+                                           phantom's ``entry_fields`` if it has them
+
+    The head CT (``phantom="head_ct"``) writes ``imagesTr/head_000.nii.gz`` (int16 HU, axial slices
+    along Z), ``labelsTr/head_000.nii.gz`` (uint8 hemorrhage mask) and entries with ``"hemorrhage"``
+    (0/1) and ``"hemorrhage_kinds"``; 24 volumes of (128, 128, 28) voxels of (1.6, 1.6, 5.0) mm by default.
 
     Every file is written to a temporary name and renamed into place, ``dataset.json`` last.
     When ``out_dir`` already holds a complete data set made with the same parameters (and
@@ -118,7 +134,7 @@ def write_demo_dataset(
         spacing: voxel size in mm per axis (default the phantom's, (2.5, 2.5, 5.0) for the chest CT).
         seed: data-set seed (same seed, same bytes).
         overwrite: regenerate every file even if a complete data set is present.
-        phantom: a name of :data:`PHANTOMS` (``"chest_ct"``) or a
+        phantom: a name of :data:`PHANTOMS` (``"chest_ct"``, ``"head_ct"``) or a
             :class:`~genesis_monai.data.demo.phantom.Phantom`.
     """
     ph = _phantom(phantom)
@@ -174,8 +190,10 @@ def write_demo_dataset(
         logger.info("demo volume %d/%d: %s%s", i + 1, n_volumes, paths["image"],
                     f" ({int(label.sum())} foreground voxels)" if label is not None else "")
 
-    def entries(key: str) -> List[Dict[str, str]]:
-        return [dict(files[i]) for i in split[key]]
+    extra = ph.entry_fields  # optional per-volume fields (see the module docstring)
+
+    def entries(key: str) -> List[Dict[str, Any]]:
+        return [{**files[i], **(extra(i, seed) if extra is not None else {})} for i in split[key]]
 
     datalist: Dict[str, Any] = {
         "name": ph.title,
